@@ -1,0 +1,3 @@
+from quco.cli import entry
+
+entry()

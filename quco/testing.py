@@ -1,0 +1,176 @@
+"""Fakes for unit tests of logic: no index, no model, no spaCy needed.
+
+They satisfy the same contracts as the real components (``quco.protocols``,
+``quco.corpus.base.CorpusStats``) and are deterministic. Never the only test of
+a feature: real components are exercised by the integration tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
+from quco.types import Confidence, Count, Document, Entity, Generation, Pair, TokenConfidence
+
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text)
+
+
+class FakeCorpus(CorpusStats):
+    """A corpus of a few documents, counted by brute force over word tokens.
+
+    A term's occurrences are the positions where its word sequence starts;
+    windows are measured in words. Optional ``fail`` makes every query raise
+    the given exception (to test fail-open/fail-closed handling).
+    """
+
+    def __init__(self, docs: Sequence[str], *, fail: Exception | None = None) -> None:
+        self.docs = [_words(d) for d in docs]
+        self.fail = fail
+        self.queries = 0
+
+    def _positions(self, term: str) -> list[tuple[int, int]]:
+        t = _words(term)
+        out = []
+        for d, words in enumerate(self.docs):
+            for i in range(len(words) - len(t) + 1):
+                if t and words[i : i + len(t)] == t:
+                    out.append((d, i))
+        return out
+
+    def count(self, term: str) -> Count:
+        self.queries += 1
+        if self.fail:
+            raise self.fail
+        return Count(len(self._positions(term)))
+
+    def cooccur(
+        self, a: str, b: str, *, window: int | None = DEFAULT_WINDOW, mode: CoocMode = "window"
+    ) -> Count:
+        self.queries += 1
+        if self.fail:
+            raise self.fail
+        pa, pb = self._positions(a), self._positions(b)
+        if mode == "doc" or window is None:
+            return Count(len({d for d, _ in pa} & {d for d, _ in pb}))
+        return Count(sum(1 for da, ia in pa for db, ib in pb if da == db and abs(ia - ib) <= window))
+
+
+@dataclass
+class FakeGenerator:
+    """Returns preset texts, one per call, with preset token probabilities.
+
+    Each response is split into word tokens; ``probs`` (one list per response,
+    or a single float for every token) sets their probabilities. With
+    ``sentence=True`` only the first sentence of the response is returned and
+    the rest is kept for the next call.
+    """
+
+    responses: list[str]
+    probs: list[list[float]] | float = 0.9
+    name: str = "fake-generator"
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._queue: Iterator[int] = iter(range(len(self.responses)))
+        self._pending: list[TokenConfidence] = []
+
+    def _tokens(self, i: int) -> list[TokenConfidence]:
+        words = re.findall(r"\s*\S+", self.responses[i])
+        if isinstance(self.probs, float):
+            ps = [self.probs] * len(words)
+        else:
+            ps = list(self.probs[i]) + [0.9] * max(0, len(words) - len(self.probs[i]))
+        return [TokenConfidence(w, j, math.log(p), 0.5) for j, (w, p) in enumerate(zip(words, ps))]
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        prefix: str = "",
+        max_new_tokens: int = 64,
+        stop: Sequence[str] = (),
+        sentence: bool = False,
+    ) -> Generation:
+        self.calls.append((prompt, prefix))
+        if not self._pending:
+            i = next(self._queue, None)
+            if i is None:
+                return Generation("", Confidence(()), "eos")
+            self._pending = self._tokens(i)
+        toks = self._pending[:max_new_tokens]
+        if sentence:
+            for j, t in enumerate(toks):
+                if re.search(r"[.!?]$", t.token):
+                    toks = toks[: j + 1]
+                    break
+        self._pending = self._pending[len(toks) :]
+        text = "".join(t.token for t in toks)
+        reason = "stop" if self._pending else "eos"
+        return Generation(text.strip() if not prefix else text, Confidence(tuple(toks)), reason)
+
+
+class FakeExtractor:
+    """Entities are runs of capitalised words; lexical, no model."""
+
+    _SPAN = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of\s+)?[A-Z][\w'-]*)*")
+    _QWORDS = {"Who", "What", "When", "Where", "Which", "Why", "How", "The", "A", "An", "In", "Is", "Was"}
+
+    def entities(self, text: str) -> list[Entity]:
+        out = []
+        for m in self._SPAN.finditer(text):
+            words = m.group(0).split()
+            while words and words[0] in self._QWORDS:
+                words = words[1:]
+            if not words:
+                continue
+            surface = " ".join(words)
+            start = text.find(surface, m.start())
+            norm = re.sub(r"'s$", "", surface)
+            out.append(Entity(norm, surface, "ENT", start, start + len(surface), "ner"))
+        return out
+
+    def entities_many(self, texts: Sequence[str]) -> list[list[Entity]]:
+        return [self.entities(t) for t in texts]
+
+    def pairs(self, sentence: Sequence[Entity], question: Sequence[Entity] = ()) -> list[Pair]:
+        seen: set[tuple[str, str]] = set()
+        out = []
+        cands = list(sentence) + list(question)
+        for i, h in enumerate(sentence):
+            for t in cands[i + 1 :]:
+                key = tuple(sorted((h.key, t.key)))
+                if h.key == t.key or key in seen:
+                    continue
+                seen.add(key)  # type: ignore[arg-type]
+                out.append(Pair(h, t))
+        return out
+
+    def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
+        qk = {e.key for e in question}
+        return [e for e in answer if e.key not in qk]
+
+
+class FakeRetriever:
+    """Ranks documents by word overlap with the query."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.docs = [Document(str(i), t) for i, t in enumerate(texts)]
+        self.queries: list[str] = []
+
+    def retrieve(self, query: str, k: int = 3) -> list[Document]:
+        self.queries.append(query)
+        q = {w.lower() for w in _words(query) if w.isalnum()}
+        scored = []
+        for d in self.docs:
+            s = len(q & {w.lower() for w in _words(d.text)})
+            if s:
+                scored.append(Document(d.id, d.text, float(s)))
+        scored.sort(key=lambda d: -d.score)
+        return scored[:k]
