@@ -1,0 +1,200 @@
+"""From (question, answer) to the evidence both sides need: :class:`~quco.risk.features.Signals`.
+
+The :class:`Analyzer` is the glue shared by the guard, the audit and the
+detector evaluation: it extracts entities (batched), forms the head/tail pairs
+QuCo checks, queries the corpus once per distinct term and pair (batched), and
+attaches the model's token confidences when they are given or a scorer is set.
+Results come per answer and per sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
+from quco.protocols import Extractor, Scorer
+from quco.risk.features import EntityCount, PairCount, Signals
+from quco.types import Confidence, Count, Entity, Pair
+
+_SENT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (regex; no model).
+
+    Splits after ``.``/``!``/``?`` followed by space and an upper-case letter or
+    digit, and at newlines; abbreviations such as "U.S. Army" may be split.
+    """
+    spans = []
+    start = 0
+    for m in _SENT.finditer(text):
+        if text[start : m.start()].strip():
+            spans.append((start, m.start()))
+        start = m.end()
+    if text[start:].strip():
+        spans.append((start, len(text.rstrip())))
+    return spans
+
+
+def slice_confidence(conf: Confidence, text: str, start: int, end: int) -> Confidence:
+    """The tokens of ``conf`` (whose texts concatenate to ``text``) that overlap ``[start, end)``."""
+    out = []
+    pos = 0
+    for t in conf.tokens:
+        a, b = pos, pos + len(t.token)
+        pos = b
+        if b > start and a < end:
+            out.append(t)
+    return Confidence(tuple(out))
+
+
+@dataclass(frozen=True)
+class SentenceAnalysis:
+    """One sentence of an answer with its evidence."""
+
+    text: str
+    start: int
+    end: int
+    entities: tuple[Entity, ...]
+    signals: Signals
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An answer with its evidence as a whole and per sentence."""
+
+    question: str
+    answer: str
+    question_entities: tuple[Entity, ...]
+    answer_entities: tuple[Entity, ...]
+    new_entities: tuple[Entity, ...]
+    signals: Signals
+    sentences: tuple[SentenceAnalysis, ...]
+
+
+@dataclass(frozen=True)
+class AnalysisItem:
+    """Input of :meth:`Analyzer.analyze_many`: a question, an answer and optional confidence."""
+
+    question: str
+    answer: str
+    confidence: Confidence | None = None
+    prompt: str | None = None
+
+
+class Analyzer:
+    """Computes :class:`Analysis` objects, sharing corpus queries across a batch.
+
+    Args:
+        extractor: entity extractor (``quco.nlp.entities.EntityExtractor``).
+        stats: corpus backend.
+        scorer: optional confidence scorer, used when an item has a ``prompt``
+            but no ``confidence``.
+        window: co-occurrence window in tokens (``None`` with ``mode="doc"``).
+        mode: ``"window"`` or ``"doc"``.
+        per_sentence: also analyze each sentence of the answer.
+    """
+
+    def __init__(
+        self,
+        extractor: Extractor,
+        stats: CorpusStats,
+        *,
+        scorer: Scorer | None = None,
+        window: int | None = DEFAULT_WINDOW,
+        mode: CoocMode = "window",
+        per_sentence: bool = True,
+    ) -> None:
+        self.extractor = extractor
+        self.stats = stats
+        self.scorer = scorer
+        self.window = window
+        self.mode: CoocMode = mode
+        self.per_sentence = per_sentence
+
+    def analyze(
+        self,
+        question: str,
+        answer: str,
+        *,
+        confidence: Confidence | None = None,
+        prompt: str | None = None,
+    ) -> Analysis:
+        """Analyze one answer (see :meth:`analyze_many`)."""
+        return self.analyze_many([AnalysisItem(question, answer, confidence, prompt)])[0]
+
+    def analyze_many(self, items: Sequence[AnalysisItem]) -> list[Analysis]:
+        """Analyze a batch: one extraction pass and one corpus query per distinct term/pair."""
+        spans = [split_sentences(it.answer) if self.per_sentence else [] for it in items]
+        texts: list[str] = []
+        for it, sp in zip(items, spans):
+            texts.append(it.question)
+            texts.append(it.answer)
+            texts.extend(it.answer[a:b] for a, b in sp)
+        ents = self.extractor.entities_many(texts)
+
+        plan = []  # (q_ents, a_ents, new, pairs, [(span, s_ents, s_new, s_pairs)])
+        k = 0
+        for _it, sp in zip(items, spans):
+            q_ents, a_ents = ents[k], ents[k + 1]
+            k += 2
+            new = self.extractor.new_entities(a_ents, q_ents)
+            pairs = self.extractor.pairs(a_ents, q_ents)
+            sents = []
+            for span in sp:
+                s_ents = ents[k]
+                k += 1
+                sents.append(
+                    (span, s_ents, self.extractor.new_entities(s_ents, q_ents), self.extractor.pairs(s_ents, q_ents))
+                )
+            plan.append((q_ents, a_ents, new, pairs, sents))
+
+        terms: dict[str, None] = {}
+        pair_keys: dict[tuple[str, str], None] = {}
+        for q_ents, a_ents, _new, pairs, sents in plan:
+            for e in (*q_ents, *a_ents):
+                terms[e.text] = None
+            for p in pairs:
+                pair_keys[_pkey(p)] = None
+            for _span, s_ents, _sn, s_pairs in sents:
+                for e in s_ents:
+                    terms[e.text] = None
+                for p in s_pairs:
+                    pair_keys[_pkey(p)] = None
+        term_list = list(terms)
+        pair_list = list(pair_keys)
+        counts = dict(zip(term_list, self.stats.count_many(term_list))) if term_list else {}
+        coocs = (
+            dict(zip(pair_list, self.stats.cooccur_many(pair_list, window=self.window, mode=self.mode)))
+            if pair_list
+            else {}
+        )
+
+        def ec(es: Sequence[Entity]) -> tuple[EntityCount, ...]:
+            return tuple(EntityCount(e, counts.get(e.text, Count(0))) for e in es)
+
+        def pc(ps: Sequence[Pair]) -> tuple[PairCount, ...]:
+            return tuple(PairCount(p, coocs[_pkey(p)]) for p in ps)
+
+        out = []
+        for it, (q_ents, a_ents, new, pairs, sents) in zip(items, plan):
+            conf = it.confidence
+            if conf is None and self.scorer is not None and it.prompt is not None:
+                conf = self.scorer.score(it.prompt, it.answer)
+            q_ec = ec(q_ents)
+            signals = Signals(q_ec, ec(a_ents), ec(new), pc(pairs), conf, self.window)
+            s_out = []
+            for (a, b), s_ents, s_new, s_pairs in sents:
+                s_conf = slice_confidence(conf, it.answer, a, b) if conf is not None else None
+                s_sig = Signals(q_ec, ec(s_ents), ec(s_new), pc(s_pairs), s_conf, self.window)
+                s_out.append(SentenceAnalysis(it.answer[a:b], a, b, tuple(s_ents), s_sig))
+            out.append(
+                Analysis(it.question, it.answer, tuple(q_ents), tuple(a_ents), tuple(new), signals, tuple(s_out))
+            )
+        return out
+
+
+def _pkey(p: Pair) -> tuple[str, str]:
+    return (p.head.text, p.tail.text)
