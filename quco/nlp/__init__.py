@@ -1,0 +1,21 @@
+"""Entities, pairs and sentences: the text side of QuCo's checks.
+
+``import quco.nlp`` does not import spaCy; the pipeline is loaded by
+:class:`EntityExtractor` on first use.
+"""
+
+from __future__ import annotations
+
+from quco.nlp.entities import DEFAULT_MAX_PAIRS, DEFAULT_SKIP_LABELS, EntityExtractor, candidate_pairs
+from quco.nlp.normalize import normalize_entity_text, same_entity
+from quco.nlp.sentences import split_sentences
+
+__all__ = [
+    "DEFAULT_MAX_PAIRS",
+    "DEFAULT_SKIP_LABELS",
+    "EntityExtractor",
+    "candidate_pairs",
+    "normalize_entity_text",
+    "same_entity",
+    "split_sentences",
+]
