@@ -9,33 +9,19 @@ Results come per answer and per sentence.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
+from quco.nlp.sentences import sentence_spans
 from quco.protocols import Extractor, Scorer
 from quco.risk.features import EntityCount, PairCount, Signals
 from quco.types import Confidence, Count, Entity, Pair
 
-_SENT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
-
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (regex; no model).
-
-    Splits after ``.``/``!``/``?`` followed by space and an upper-case letter or
-    digit, and at newlines; abbreviations such as "U.S. Army" may be split.
-    """
-    spans = []
-    start = 0
-    for m in _SENT.finditer(text):
-        if text[start : m.start()].strip():
-            spans.append((start, m.start()))
-        start = m.end()
-    if text[start:].strip():
-        spans.append((start, len(text.rstrip())))
-    return spans
+    """Character spans of the sentences of ``text`` (rules, no model; see ``quco.nlp.sentences``)."""
+    return sentence_spans(text)
 
 
 def slice_confidence(conf: Confidence, text: str, start: int, end: int) -> Confidence:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from quco.nlp.entities import DEFAULT_MAX_PAIRS, DEFAULT_SKIP_LABELS, EntityExtractor, candidate_pairs
 from quco.nlp.normalize import normalize_entity_text, same_entity
-from quco.nlp.sentences import split_sentences
+from quco.nlp.sentences import sentence_spans, split_sentences
 
 __all__ = [
     "DEFAULT_MAX_PAIRS",
@@ -17,5 +17,6 @@ __all__ = [
     "candidate_pairs",
     "normalize_entity_text",
     "same_entity",
+    "sentence_spans",
     "split_sentences",
 ]

@@ -84,6 +84,38 @@ def _is_boundary(text: str, m: re.Match[str]) -> bool:
     return True
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans ``(start, end)`` of the sentences of ``text``, stripped, none empty.
+
+    Same rules as :func:`split_sentences`; ``text[a:b]`` for a span is the sentence.
+
+    Raises:
+        BadInputError: ``text`` is not a string.
+    """
+    if not isinstance(text, str):
+        raise BadInputError(f"split_sentences needs a str, got {type(text).__name__}")
+    out: list[tuple[int, int]] = []
+
+    def add(a: int, b: int) -> None:
+        piece = text[a:b]
+        lead = len(piece) - len(piece.lstrip())
+        trail = len(piece) - len(piece.rstrip())
+        if piece.strip():
+            out.append((a + lead, b - trail))
+
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        start = 0
+        for m in _END.finditer(body):
+            if _is_boundary(body, m):
+                add(offset + start, offset + m.end())
+                start = m.end()
+        add(offset + start, offset + len(body))
+        offset += len(line)
+    return out
+
+
 def split_sentences(text: str) -> list[str]:
     """Cut a text into sentences with rules (no spaCy needed).
 
@@ -96,18 +128,4 @@ def split_sentences(text: str) -> list[str]:
     Raises:
         BadInputError: ``text`` is not a string.
     """
-    if not isinstance(text, str):
-        raise BadInputError(f"split_sentences needs a str, got {type(text).__name__}")
-    out: list[str] = []
-    for line in text.splitlines():
-        start = 0
-        for m in _END.finditer(line):
-            if _is_boundary(line, m):
-                piece = line[start : m.end()].strip()
-                if piece:
-                    out.append(piece)
-                start = m.end()
-        rest = line[start:].strip()
-        if rest:
-            out.append(rest)
-    return out
+    return [text[a:b] for a, b in sentence_spans(text)]
