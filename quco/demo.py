@@ -103,3 +103,49 @@ def export_demo_corpus(out_dir: str | Path) -> list[Path]:
         ]
         _write_jsonl(paths[2], rows)
     return paths
+
+
+def _log_step(msg: str) -> None:
+    import sys
+
+    sys.stderr.write(f"quco demo: {msg}\n")
+
+
+def ensure_demo(base: str | Path | None = None, *, dense: bool = False, noknowledge: bool = False) -> DemoPaths:
+    """Build whatever of the demo artefacts is missing; return their paths.
+
+    Args:
+        base: base folder (default :func:`default_base`).
+        dense: also build the dense (FAISS) retriever beside BM25.
+        noknowledge: also build the ablation index without the HaluEval knowledge passages.
+    """
+    from quco.corpus.build import build_index
+    from quco.corpus.manifest import MANIFEST_NAME
+    from quco.retrieval import build_retriever
+
+    paths = DemoPaths(Path(base) if base is not None else default_base())
+    export_demo_corpus(paths.corpus)
+    if not (paths.index / MANIFEST_NAME).exists():
+        _log_step(f"building the corpus index in {paths.index} (a few minutes, once)")
+        build_index(paths.corpus_files(), paths.index, force=True)
+    if not (paths.retrieval / "quco-retrieval.json").exists():
+        _log_step(f"building the retrieval collection in {paths.retrieval} (about a minute, once)")
+        build_retriever(paths.corpus_files(), paths.retrieval, kind="both" if dense else "bm25")
+    if noknowledge and not (paths.index_noknowledge / MANIFEST_NAME).exists():
+        _log_step(f"building the ablation index without HaluEval knowledge in {paths.index_noknowledge}")
+        build_index(paths.corpus_files(knowledge=False), paths.index_noknowledge, force=True)
+    return paths
+
+
+def write_demo_audit_input(path: str | Path, rows: int = 10) -> Path:
+    """A small labelled audit input: HaluEval QA dev rows with their right (0) and hallucinated (1) answers."""
+    from quco.datasets import iter_halueval_qa
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recs = []
+    for r in iter_halueval_qa(range(0, rows)):
+        recs.append({"id": f"{r.row}-right", "question": r.question, "answer": r.right_answer, "label": 0})
+        recs.append({"id": f"{r.row}-hallucinated", "question": r.question, "answer": r.hallucinated_answer, "label": 1})
+    _write_jsonl(out, recs)  # type: ignore[arg-type]
+    return out
