@@ -1,0 +1,179 @@
+"""``quco audit IN.jsonl --out OUT.jsonl [--report REPORT.html]``: offline hallucination audits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from quco.corpus.base import DEFAULT_WINDOW
+
+#: exit statuses above this mean "this many bad rows or more"
+MAX_BAD_STATUS = 125
+
+_EPILOG = f"""\
+input rows (JSONL): question, answer (strings, required); optional id (else the
+line number), context (retrieved documents: a string or a list of strings),
+label (1 = hallucinated, 0 = faithful); other fields pass through.
+
+output: one JSON line per good row, in input order: risk (the 'combined'
+probability when there is one, else the 'quco' score), the verdict of each
+policy (quco; flare and combined with a model), per-sentence risks with their
+reasons, the entities and pairs with their corpus counts and, with context,
+which answer entities the context contains. Policies: quco = QuCo's corpus
+rules; flare = FLARE's token-probability rule (needs the model); combined = the
+packaged fitted scorer (with --no-model a data-only one if packaged, else
+omitted).
+
+resuming: OUT.state.json records the input lines consumed and the committed
+length of OUT after each batch; rerunning the same command after an
+interruption continues where it stopped and writes the same file as an
+uninterrupted run. --restart starts over.
+
+exit status: 0 when every row was audited; 1 on an error (missing input or
+index, unreachable server; one line on stderr); otherwise the number of bad
+rows (malformed JSON, missing or non-string question/answer, non-UTF-8
+bytes...), capped at {MAX_BAD_STATUS}: they are skipped, listed with their
+line numbers and reasons in OUT.bad.jsonl, and a last stderr line says
+"N bad rows, see OUT.bad.jsonl". A single bad row gives status 1 too: the
+stderr line tells it from an error.
+"""
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "audit",
+        help="audit logged answers (JSONL) for hallucination risk, with an HTML report",
+        description="Audit (question, answer) rows with corpus statistics and, optionally, "
+        "the model's token confidence. Streams in constant memory; resumable.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", metavar="IN.jsonl", help="rows to audit")
+    p.add_argument("--out", required=True, metavar="OUT.jsonl", help="audit output (JSONL)")
+    p.add_argument("--report", metavar="REPORT.html", help="also write a self-contained HTML report")
+    p.add_argument(
+        "--index",
+        metavar="DIR_OR_URL",
+        help="corpus index directory, or URL of an infini-gram API (quco serve or the public service); "
+        "default: the demo index (indexes/built/index or $QUCO_DEMO_DIR/index)",
+    )
+    p.add_argument(
+        "--remote-index",
+        metavar="NAME",
+        help="with an API URL: the index to query (the public service needs one, "
+        "e.g. v4_olmo-2-1124-13b-instruct_llama; quco serve defaults to its first)",
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--model", metavar="NAME", help="model that scores answer confidence (default: smollm2-135m-instruct)"
+    )
+    g.add_argument("--no-model", action="store_true", help="data side only: no flare verdict, no model load")
+    p.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="input lines per batch/commit (default 64)"
+    )
+    p.add_argument(
+        "--window",
+        type=int,
+        default=DEFAULT_WINDOW,
+        metavar="N",
+        help="co-occurrence window in tokens (default 1000)",
+    )
+    p.add_argument("--cache", metavar="FILE", help="sqlite file that keeps corpus counts across runs")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=200,
+        metavar="N",
+        help="riskiest answers listed in the report (default 200)",
+    )
+    p.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _index_location(arg: str | None) -> str:
+    from quco.demo import default_base
+    from quco.errors import IndexNotFoundError
+
+    if arg:
+        if not arg.startswith(("http://", "https://")) and not Path(arg).exists():
+            raise IndexNotFoundError(f"no index at {arg}")
+        return arg
+    loc = default_base() / "index"
+    if not loc.exists():
+        raise IndexNotFoundError(
+            f"no index at {loc}: pass --index DIR_OR_URL, or build the demo index with 'quco demo'"
+        )
+    return str(loc)
+
+
+def run(args: argparse.Namespace) -> int:
+    from quco.errors import BadInputError
+
+    if not Path(args.input).is_file():
+        raise BadInputError(f"input file not found: {args.input}")
+    if args.batch_size < 1:
+        raise BadInputError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.window < 1:
+        raise BadInputError(f"--window must be positive, got {args.window}")
+    location = _index_location(args.index)
+
+    from quco.analyze import Analyzer
+    from quco.audit.runner import Auditor, MemoExtractor, run_audit
+    from quco.audit.verdicts import default_judge, load_combined
+    from quco.corpus import open_stats
+    from quco.corpus.cache import CachedStats
+    from quco.nlp.entities import EntityExtractor
+
+    use_model = not args.no_model
+    model_name = None
+    scorer = None
+    if use_model:
+        from quco.lm.confidence import ConfidenceScorer
+        from quco.models import canonical
+
+        model_name = canonical(args.model)
+        scorer = ConfidenceScorer(model_name)
+    combined = load_combined(model=use_model)
+    judge = default_judge(model=use_model, combined=combined)
+    remote = location.startswith(("http://", "https://"))
+    if args.remote_index and not remote:
+        raise BadInputError("--remote-index goes with an API URL in --index")
+    backend = open_stats(location, index=args.remote_index) if args.remote_index else open_stats(location)
+    stats = CachedStats(backend, maxsize=200_000, path=args.cache)
+    try:
+        analyzer = Analyzer(MemoExtractor(EntityExtractor()), stats, window=args.window)
+        auditor = Auditor(analyzer, judge, scorer=scorer)
+        loc_id = f"{location}#{args.remote_index or ''}" if remote else str(Path(location).resolve())
+        settings = {
+            "index": loc_id,
+            "model": model_name,
+            "window": args.window,
+            "policies": list(judge.names),
+        }
+        summary = run_audit(
+            args.input,
+            args.out,
+            auditor,
+            batch_size=args.batch_size,
+            settings=settings,
+            restart=args.restart,
+            progress=not args.no_progress,
+        )
+    finally:
+        stats.close()
+    resumed = f" (resumed after line {summary.resumed_at})" if summary.resumed_at else ""
+    sys.stderr.write(
+        f"quco: audited {summary.audited} answers{resumed} -> {summary.out} "
+        f"({summary.answers_per_s:.1f} answers/s this run)\n"
+    )
+    if args.report:
+        from quco.audit.report import build_report
+
+        rep = build_report(summary.out, args.report, top=args.top)
+        sys.stderr.write(f"quco: report -> {rep}\n")
+    if summary.bad:
+        sys.stderr.write(f"quco: {summary.bad} bad rows, see {summary.bad_path}\n")
+    return min(summary.bad, MAX_BAD_STATUS)
