@@ -1,0 +1,269 @@
+"""The guard's checks: evidence gathering and a verdict, per policy.
+
+:class:`Checker` is shared by :class:`~quco.guard.core.Guard` and the LangChain
+runnable. It extracts entities, queries the corpus (batched: one
+``count_many`` and one ``cooccur_many`` per check), applies the policy's rule
+and builds the retrieval query. Corpus failures follow ``on_backend_error``:
+
+- ``"raise"``: the error propagates;
+- ``"open"``: the check is skipped (not flagged, no retrieval forced);
+- ``"closed"``: the check counts as failed (flagged, retrieval fires).
+
+Either way the failure is reported (``Verdict.errors``). Counts a fail-open or
+fail-closed backend made up itself (``quco.corpus.remote.DegradedCount``) are
+reported the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from quco.corpus.base import CorpusStats
+from quco.errors import BadInputError, QucoError
+from quco.guard.rules import (
+    POLICIES,
+    combined_rule,
+    flare_query,
+    flare_rule,
+    pair_query,
+    quco_stage1,
+    quco_stage2,
+)
+from quco.guard.trace import Clock
+from quco.protocols import Extractor, Retriever
+from quco.risk.features import EntityCount, PairCount, Signals
+from quco.types import Confidence, Count, Document, Entity, Reason, Risk
+
+OnBackendError = Literal["open", "closed", "raise"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check.
+
+    Attributes:
+        risk: the verdict (``None`` when the policy does not check here).
+        entities: checked entities with their counts.
+        pairs: checked pairs with their co-occurrence counts.
+        query: the retrieval query when the check fired, else ``None``.
+        errors: backend failures met during the check (messages).
+        action: what was done about them: ``"open"``, ``"closed"`` or ``""``.
+    """
+
+    risk: Risk | None = None
+    entities: tuple[EntityCount, ...] = ()
+    pairs: tuple[PairCount, ...] = ()
+    query: str | None = None
+    errors: tuple[str, ...] = ()
+    action: str = ""
+
+    @property
+    def fired(self) -> bool:
+        return self.query is not None
+
+
+class _BackendFailure(Exception):
+    """Internal: a corpus call failed under a fail-open/closed setting."""
+
+
+class Checker:
+    """Runs a policy's stage-1 (question) and stage-2 (sentence) checks.
+
+    Args:
+        policy: one of :data:`~quco.guard.rules.POLICIES`.
+        extractor: entity extractor (needed by ``quco`` and ``combined``).
+        stats: corpus backend (needed by ``quco`` and ``combined``).
+        risk_model: fitted risk model (needed by ``combined``).
+        entity_threshold: QuCo stage-1 threshold on the mean entity count.
+        window: co-occurrence window in tokens.
+        theta: FLARE's token-probability threshold.
+        risk_threshold: ``combined``'s probability threshold.
+        on_backend_error: ``"open"``, ``"closed"`` or ``"raise"``.
+        clock: where time is accounted (extraction / corpus / scoring).
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        extractor: Extractor | None,
+        stats: CorpusStats | None,
+        *,
+        risk_model: Any = None,
+        entity_threshold: float = 1000,
+        window: int | None = 1000,
+        theta: float = 0.4,
+        risk_threshold: float = 0.5,
+        on_backend_error: OnBackendError = "open",
+        clock: Clock | None = None,
+    ) -> None:
+        if policy not in POLICIES:
+            raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        if on_backend_error not in ("open", "closed", "raise"):
+            raise BadInputError(f"on_backend_error must be 'open', 'closed' or 'raise', not {on_backend_error!r}")
+        if policy in ("quco", "combined"):
+            if extractor is None:
+                raise QucoError(f"policy {policy!r} needs an entity extractor")
+            if stats is None:
+                raise QucoError(f"policy {policy!r} needs corpus statistics (an index or a server URL)")
+        if policy == "combined" and risk_model is None:
+            raise QucoError("policy 'combined' needs a fitted risk model (risk_model=...)")
+        self.policy = policy
+        self.extractor = extractor
+        self.stats = stats
+        self.risk_model = risk_model
+        self.entity_threshold = entity_threshold
+        self.window = window
+        self.theta = theta
+        self.risk_threshold = risk_threshold
+        self.on_backend_error: OnBackendError = on_backend_error
+        self.clock = clock or Clock()
+
+    # -- corpus access with the fail-open/closed behaviour ------------------------------
+
+    def _corpus(self, call: Callable[[], list[Count]], errors: list[str]) -> list[Count]:
+        with self.clock.time("corpus"):
+            try:
+                out = call()
+            except (QucoError, OSError) as exc:
+                if self.on_backend_error == "raise":
+                    raise
+                errors.append(f"{type(exc).__name__}: {exc}")
+                raise _BackendFailure from exc
+        for c in out:
+            msg = getattr(c, "error", "")
+            if msg:  # the backend degraded this count itself
+                errors.append(str(msg))
+        return out
+
+    def _counts(self, ents: Sequence[Entity], errors: list[str]) -> tuple[EntityCount, ...]:
+        terms = list(dict.fromkeys(e.text for e in ents))
+        if not terms or self.stats is None:
+            return ()
+        stats = self.stats
+        counts = dict(zip(terms, self._corpus(lambda: stats.count_many(terms), errors), strict=True))
+        return tuple(EntityCount(e, counts[e.text]) for e in ents)
+
+    def _pairs(self, ents: Sequence[Entity], q_ents: Sequence[Entity], errors: list[str]) -> tuple[PairCount, ...]:
+        if self.extractor is None or self.stats is None:
+            return ()
+        with self.clock.time("extraction"):
+            pairs = self.extractor.pairs(ents, q_ents)
+        keys = list(dict.fromkeys((p.head.text, p.tail.text) for p in pairs))
+        if not keys:
+            return ()
+        stats = self.stats
+        coocs = dict(zip(keys, self._corpus(lambda: stats.cooccur_many(keys, window=self.window), errors), strict=True))
+        return tuple(PairCount(p, coocs[(p.head.text, p.tail.text)]) for p in pairs)
+
+    def _failed(self, errors: list[str], query: str) -> Verdict:
+        msg = "; ".join(errors)
+        reason = Reason("backend_error", f"corpus check failed ({self.on_backend_error}): {msg}")
+        if self.on_backend_error == "closed":
+            return Verdict(Risk(1.0, True, self.policy, (reason,)), query=query, errors=tuple(errors), action="closed")
+        return Verdict(Risk(0.0, False, self.policy, (reason,)), errors=tuple(errors), action="open")
+
+    def _degraded_action(self, errors: list[str]) -> str:
+        return ("closed" if self.on_backend_error == "closed" else "open") if errors else ""
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def question_entities(self, question: str) -> list[Entity]:
+        """Entities of the question (empty for policies that do not need them)."""
+        if self.policy not in ("quco", "combined") or self.extractor is None:
+            return []
+        with self.clock.time("extraction"):
+            return self.extractor.entities(question)
+
+    def stage1(self, question: str, q_ents: Sequence[Entity]) -> Verdict:
+        """The check on the question before generation."""
+        if self.policy in ("none", "flare"):
+            return Verdict()
+        if self.policy == "single":
+            r = Risk(1.0, True, "single", (Reason("always", "single-round retrieval with the question"),))
+            return Verdict(r, query=question)
+        errors: list[str] = []
+        try:
+            counts = self._counts(q_ents, errors)
+        except _BackendFailure:
+            return self._failed(errors, question)
+        with self.clock.time("scoring"):
+            if self.policy == "quco":
+                risk = quco_stage1(counts, self.entity_threshold)
+            else:
+                risk = combined_rule(self.risk_model, Signals(question_entities=counts, window=self.window), self.risk_threshold)
+        return Verdict(
+            risk,
+            entities=counts,
+            query=question if risk.flagged else None,
+            errors=tuple(errors),
+            action=self._degraded_action(errors),
+        )
+
+    def sentence(
+        self,
+        question: str,
+        q_ents: Sequence[Entity],
+        q_counts: Sequence[EntityCount],
+        sentence: str,
+        confidence: Confidence | None,
+    ) -> Verdict:
+        """The check on one generated sentence (QuCo stage 2, FLARE or combined)."""
+        if self.policy in ("none", "single"):
+            return Verdict()
+        if self.policy == "flare":
+            with self.clock.time("scoring"):
+                risk = flare_rule(confidence, self.theta)
+                query = flare_query(sentence, confidence, self.theta, question) if risk.flagged else None
+            return Verdict(risk, query=query)
+        if self.extractor is None:  # pragma: no cover - checked in __init__
+            return Verdict()
+        with self.clock.time("extraction"):
+            ents = self.extractor.entities(sentence)
+        errors: list[str] = []
+        try:
+            counts = self._counts(ents, errors)
+            pairs = self._pairs(ents, q_ents, errors)
+        except _BackendFailure:
+            return self._failed(errors, " ".join([*(e.text for e in ents), sentence.strip()]))
+        with self.clock.time("scoring"):
+            if self.policy == "quco":
+                risk = quco_stage2(pairs, self.window, counts)
+            else:
+                new = {e.key for e in self.extractor.new_entities(ents, q_ents)}
+                signals = Signals(
+                    question_entities=tuple(q_counts),
+                    answer_entities=counts,
+                    new_answer_entities=tuple(c for c in counts if c.entity.key in new),
+                    pairs=pairs,
+                    confidence=confidence,
+                    window=self.window,
+                )
+                risk = combined_rule(self.risk_model, signals, self.risk_threshold)
+            query = None
+            if risk.flagged:
+                query = pair_query(pairs, sentence) if pairs else flare_query(sentence, confidence, self.theta, question)
+        return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors))
+
+
+def retrieve_unique(retriever: Retriever, query: str, k: int) -> list[Document]:
+    """Top ``k`` documents for ``query`` with duplicates (same id or same text) removed.
+
+    Asks for ``2k`` so that ``k`` remain after deduplication when possible.
+    """
+    seen_ids: set[str] = set()
+    seen_texts: set[str] = set()
+    out: list[Document] = []
+    for d in retriever.retrieve(query, k=2 * k):
+        norm = " ".join(d.text.split()).casefold()
+        if d.id in seen_ids or norm in seen_texts or not norm:
+            continue
+        seen_ids.add(d.id)
+        seen_texts.add(norm)
+        out.append(d)
+        if len(out) >= k:
+            break
+    return out

@@ -1,0 +1,96 @@
+"""Trigger rules and retrieval queries of the guard's policies.
+
+Each rule turns evidence into a :class:`~quco.types.Risk` (higher probability =
+riskier; rule policies give 1.0 when they fire and 0.0 otherwise) with the
+reasons behind it:
+
+- QuCo stage 1: the question entities' mean corpus frequency is below
+  ``entity_threshold`` (paper default 10^3);
+- QuCo stage 2: some head/tail pair of a sentence never co-occurs within the
+  window (paper default 1000 tokens);
+- FLARE: some token of the draft sentence has probability below ``theta``;
+- combined: a fitted risk model's probability is over ``risk_threshold``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from quco.errors import QucoError
+from quco.risk.features import EntityCount, PairCount, Signals, feature_vector
+from quco.risk.policies import FlarePolicy, QucoPolicy
+from quco.types import Confidence, Reason, Risk
+
+POLICIES: tuple[str, ...] = ("none", "single", "flare", "quco", "combined")
+
+
+def quco_stage1(entities: Sequence[EntityCount], threshold: float) -> Risk:
+    """Fires when the mean count of the question entities is below ``threshold``.
+
+    A question without entities cannot be checked: the rule does not fire and
+    says so (reason ``no_entities``).
+    """
+    return QucoPolicy(entity_threshold=threshold).stage1(entities)
+
+
+def quco_stage2(pairs: Sequence[PairCount], window: int | None, entities: Sequence[EntityCount] = ()) -> Risk:
+    """Fires when some head/tail pair has zero co-occurrence."""
+    return QucoPolicy().stage2(Signals(answer_entities=tuple(entities), pairs=tuple(pairs), window=window))
+
+
+def flare_rule(confidence: Confidence | None, theta: float) -> Risk:
+    """FLARE: fires when any token of the draft has probability below ``theta``."""
+    return FlarePolicy(theta=theta).assess(Signals(confidence=confidence))
+
+
+def combined_rule(model: Any, signals: Signals, threshold: float) -> Risk:
+    """Fires when the risk model's probability is over ``threshold``.
+
+    ``model`` is a fitted :class:`quco.risk.combined.RiskScorer` (its
+    ``assess`` gives the reasons) or any object with sklearn-style
+    ``predict_proba`` over feature dicts.
+    """
+    if hasattr(model, "assess"):
+        r = model.assess(signals)
+        p, reasons = float(r.probability), tuple(r.reasons)
+    elif hasattr(model, "predict_proba"):
+        row = model.predict_proba([feature_vector(signals)])[0]
+        p, reasons = float(row[-1] if hasattr(row, "__len__") else row), ()
+    else:
+        raise QucoError(f"risk model {type(model).__name__} has neither assess() nor predict_proba()")
+    if math.isnan(p):
+        return Risk(p, False, "combined", (*reasons, Reason("no_score", "the risk model returned NaN")))
+    flagged = p > threshold
+    head = Reason("risk_probability", f"p(hallucination) = {p:.3f} {'>' if flagged else '<='} {threshold:g}", "", p)
+    return Risk(p, flagged, "combined", (head, *reasons))
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def flare_query(sentence: str, confidence: Confidence | None, theta: float, fallback: str) -> str:
+    """FLARE's masked query: the draft with its low-confidence tokens removed.
+
+    The tokens' texts must concatenate to the draft; otherwise the draft is
+    used as is. ``fallback`` (the question) is used when nothing is left.
+    """
+    if confidence is not None and len(confidence) and "".join(t.token for t in confidence.tokens).strip() == sentence.strip():
+        kept = "".join(t.token for t in confidence.tokens if t.prob >= theta)
+    else:
+        kept = sentence
+    kept = _SPACES.sub(" ", kept).strip()
+    return kept if re.search(r"\w", kept) else fallback
+
+
+def pair_query(pairs: Sequence[PairCount], sentence: str) -> str:
+    """QuCo's stage-2 query: the failing pair's entities followed by the sentence.
+
+    The least co-occurring pair is used (a zero one when the rule fired).
+    """
+    if not pairs:
+        return sentence.strip()
+    worst = min(pairs, key=lambda p: p.count.value)
+    return f"{worst.pair.head.text} {worst.pair.tail.text} {sentence.strip()}"

@@ -1,0 +1,274 @@
+"""The guard's trace: what it saw, what it decided and why, as frozen records.
+
+Every record has a ``to_dict`` that gives plain JSON types; :meth:`GuardResult.to_dict`
+is the object ``quco ask --json`` prints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+from quco.risk.features import EntityCount, PairCount
+from quco.types import Confidence, Document, Risk
+
+#: timing categories; ``overhead`` is the guard's own work (extraction + corpus + scoring)
+CATEGORIES: tuple[str, ...] = ("generation", "extraction", "corpus", "scoring", "retrieval")
+
+
+class Clock:
+    """Accumulates wall time per category (see :data:`CATEGORIES`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = dict.fromkeys(CATEGORIES, 0.0)
+
+    @contextmanager
+    def time(self, category: str) -> Iterator[None]:
+        t0 = perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[category] = self.seconds.get(category, 0.0) + perf_counter() - t0
+
+    def snapshot(self) -> Timings:
+        return Timings(**{k: self.seconds.get(k, 0.0) for k in CATEGORIES})
+
+    def since(self, before: Timings) -> Timings:
+        now = self.snapshot()
+        return Timings(**{k: getattr(now, k) - getattr(before, k) for k in CATEGORIES})
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent per category."""
+
+    generation: float = 0.0
+    extraction: float = 0.0
+    corpus: float = 0.0
+    scoring: float = 0.0
+    retrieval: float = 0.0
+
+    @property
+    def overhead(self) -> float:
+        """The guard's own checks: extraction + corpus queries + risk scoring."""
+        return self.extraction + self.corpus + self.scoring
+
+    def to_dict(self) -> dict[str, float]:
+        d = {k: round(float(getattr(self, k)), 6) for k in CATEGORIES}
+        d["overhead"] = round(float(self.overhead), 6)
+        return d
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One retrieval call: the query and the (deduplicated) documents it returned."""
+
+    query: str
+    documents: tuple[Document, ...] = ()
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "documents": [d.to_dict() for d in self.documents],
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class BackendError:
+    """A backend failure during an answer and what the guard did about it.
+
+    Attributes:
+        where: ``"stage1"`` or ``"sentence N"``.
+        component: ``"corpus"`` or ``"retriever"``.
+        error: the error message.
+        action: ``"open"`` (check skipped, no retrieval forced) or ``"closed"``
+            (treated as risky, retrieval fired), or ``"none"`` for a failed
+            retrieval (the answer went on without evidence).
+    """
+
+    where: str
+    component: str
+    error: str
+    action: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"where": self.where, "component": self.component, "error": self.error, "action": self.action}
+
+
+def _entity_dict(ec: EntityCount) -> dict[str, Any]:
+    return {"text": ec.entity.text, "label": ec.entity.label, "count": int(ec.count.value), "approx": ec.count.approx}
+
+
+def _pair_dict(pc: PairCount) -> dict[str, Any]:
+    return {
+        "head": pc.pair.head.text,
+        "tail": pc.pair.tail.text,
+        "count": int(pc.count.value),
+        "approx": pc.count.approx,
+    }
+
+
+def _confidence_dict(c: Confidence | None) -> dict[str, Any] | None:
+    if c is None or len(c) == 0:
+        return None
+    agg: dict[str, Any] = {k: (None if math.isnan(v) else round(float(v), 6)) for k, v in c.aggregates().items()}
+    agg["tokens"] = [{"token": t.token, "prob": round(t.prob, 6)} for t in c.tokens]
+    return agg
+
+
+def _risk_fields(risk: Risk | None) -> dict[str, Any]:
+    if risk is None:
+        return {"risk": None, "flagged": False, "reasons": [], "rule": None}
+    return {
+        "risk": round(float(risk.probability), 6),
+        "flagged": risk.flagged,
+        "reasons": [r.to_dict() for r in risk.reasons],
+        "rule": risk.policy,
+    }
+
+
+@dataclass(frozen=True)
+class Stage1Record:
+    """The check on the question before generation (policies ``quco``, ``combined``, ``single``)."""
+
+    entities: tuple[EntityCount, ...] = ()
+    risk: Risk | None = None
+    retrieval: Retrieval | None = None
+
+    @property
+    def retrieved(self) -> bool:
+        return self.retrieval is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entities": [_entity_dict(e) for e in self.entities],
+            **_risk_fields(self.risk),
+            "retrieved": self.retrieved,
+            "query": self.retrieval.query if self.retrieval else None,
+            "documents": [d.to_dict() for d in self.retrieval.documents] if self.retrieval else [],
+        }
+
+
+@dataclass(frozen=True)
+class SentenceRecord:
+    """One generated sentence with its evidence and the guard's decision.
+
+    Attributes:
+        index: position in the answer (0-based).
+        text: the sentence kept in the answer (the rewrite when one was made).
+        draft: the sentence as first generated.
+        entities: entities of the draft with their corpus counts.
+        pairs: head/tail pairs of the draft with their co-occurrence counts.
+        confidence: the generator's token confidences for the draft.
+        risk: the policy's verdict on the draft (``None`` when not checked).
+        retrieval: the retrieval it triggered, if any.
+        rewritten: True when ``text`` comes from a regeneration with evidence.
+        finish_reason: the generator's finish reason for the kept text.
+        timings: seconds spent on this sentence per category.
+    """
+
+    index: int
+    text: str
+    draft: str
+    entities: tuple[EntityCount, ...] = ()
+    pairs: tuple[PairCount, ...] = ()
+    confidence: Confidence | None = None
+    risk: Risk | None = None
+    retrieval: Retrieval | None = None
+    rewritten: bool = False
+    finish_reason: str = "stop"
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def retrieved(self) -> bool:
+        return self.retrieval is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "draft": self.draft,
+            **_risk_fields(self.risk),
+            "retrieved": self.retrieved,
+            "rewritten": self.rewritten,
+            "query": self.retrieval.query if self.retrieval else None,
+            "documents": [d.to_dict() for d in self.retrieval.documents] if self.retrieval else [],
+            "entities": [_entity_dict(e) for e in self.entities],
+            "pairs": [_pair_dict(p) for p in self.pairs],
+            "confidence": _confidence_dict(self.confidence),
+            "finish_reason": self.finish_reason,
+            "timings": self.timings.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """The guarded answer and its trace.
+
+    Attributes:
+        question: the question as used (after truncation).
+        answer: the final answer text.
+        policy: the policy that ran.
+        stage1: the check on the question.
+        sentences: one record per generated sentence.
+        retrievals: retrieval calls made.
+        llm_calls: generator calls made (drafts and rewrites).
+        tokens_generated: tokens generated over all calls.
+        timings: seconds per category for the whole answer.
+        seconds: wall time of the whole answer.
+        stop_reason: ``"end"`` (answer finished), ``"budget"``, ``"max_sentences"``
+            or ``"no_progress"``.
+        backend_errors: backend failures and the fail-open/closed action taken.
+        truncated: True when the question was cut to the guard's limit.
+        model: the generator's name.
+    """
+
+    question: str
+    answer: str
+    policy: str
+    stage1: Stage1Record
+    sentences: tuple[SentenceRecord, ...]
+    retrievals: int
+    llm_calls: int
+    tokens_generated: int
+    timings: Timings
+    seconds: float
+    stop_reason: str
+    backend_errors: tuple[BackendError, ...] = ()
+    truncated: bool = False
+    model: str = ""
+
+    @property
+    def documents(self) -> list[Document]:
+        """Every document used, in retrieval order."""
+        out: list[Document] = []
+        if self.stage1.retrieval:
+            out.extend(self.stage1.retrieval.documents)
+        for s in self.sentences:
+            if s.retrieval:
+                out.extend(s.retrieval.documents)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "policy": self.policy,
+            "model": self.model,
+            "retrievals": self.retrievals,
+            "llm_calls": self.llm_calls,
+            "tokens_generated": self.tokens_generated,
+            "stop_reason": self.stop_reason,
+            "truncated": self.truncated,
+            "stage1": self.stage1.to_dict(),
+            "sentences": [s.to_dict() for s in self.sentences],
+            "backend_errors": [e.to_dict() for e in self.backend_errors],
+            "timings": self.timings.to_dict(),
+            "seconds": round(float(self.seconds), 6),
+        }
