@@ -42,6 +42,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from quco._deps import require
 from quco._version import __version__
 from quco.corpus._tokenize import cached_tokenizer, encode_stream
 from quco.corpus.manifest import SHARD_FILES, Manifest, ShardInfo, SourceFile
@@ -154,6 +155,40 @@ def _eos_id(tokenizer: Any) -> int:
     return 0
 
 
+def fast_tokenizer_info(recorded: str, load_ref: str) -> tuple[Any, str, int, int] | None:
+    """A packaged model's tokenizer read with ``tokenizers`` alone (no transformers import).
+
+    Returns:
+        (``tokenizers.Tokenizer``, vocabulary hash, vocabulary size, eos id),
+        the same figures the Hugging Face tokenizer gives (a test checks it);
+        None for a tokenizer that is not packaged or lacks the files, which
+        is then loaded through transformers.
+    """
+    from quco.models import PACKAGED, vocab_hash
+
+    folder = Path(load_ref)
+    if recorded not in PACKAGED or not (folder / "tokenizer.json").is_file():
+        return None
+    try:
+        tokenizers = require("tokenizers")
+        tk = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+        conf = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (ImportError, OSError, ValueError, RuntimeError):
+        return None
+    vocab = tk.get_vocab(with_added_tokens=True)
+    size = max(tk.get_vocab_size(with_added_tokens=True), max(vocab.values()) + 1)
+    eos = 0
+    for key in ("eos_token", "sep_token", "pad_token"):
+        v = conf.get(key)
+        if isinstance(v, dict):
+            v = v.get("content")
+        i = tk.token_to_id(v) if isinstance(v, str) else None
+        if i is not None and i >= 0:
+            eos = int(i)
+            break
+    return tk, vocab_hash(tk), size, eos
+
+
 def _batches(docs: Iterable[SourceDoc], size: int, max_chars: int = 8 << 20) -> Iterator[list[SourceDoc]]:
     batch: list[SourceDoc] = []
     chars = 0
@@ -264,10 +299,12 @@ def build_index(
         corpus: corpus files or directories (see :mod:`quco.corpus.reader`).
         out: the index directory to create.
         tokenizer: packaged alias, HF tokenizer folder or name (default: the
-            default generator's, SmolLM2).
+            default generator's, SmolLM2). A packaged tokenizer is read with
+            ``tokenizers`` alone (:func:`fast_tokenizer_info`), others through transformers.
         shard_size: target tokens per shard (documents are never split, so a
             shard may exceed it by one document).
-        workers: tokenizer processes (1: the fast tokenizer's own threads).
+        workers: tokenizer processes (1: this process, with the word cache of
+            :mod:`quco.corpus._tokenize` or the fast tokenizer's own threads).
         force: replace an existing index at ``out``.
         batch_docs: documents per tokenizer batch.
         mem_gib: memory for the suffix-array builder (default: half the free RAM).
@@ -304,9 +341,15 @@ def build_index(
     _remove_stale(out)
 
     recorded, load_ref = _tokenizer_ref(tokenizer)
-    tok, vhash = cached_tokenizer(recorded)
-    vocab = tok.get_vocab()
-    vocab_size = max(len(tok), max(vocab.values()) + 1)
+    info = fast_tokenizer_info(recorded, load_ref)
+    tok: Any
+    if info is not None:
+        tok, vhash, vocab_size, eos_id = info
+    else:
+        tok, vhash = cached_tokenizer(recorded)
+        vocab = tok.get_vocab()
+        vocab_size = max(len(tok), max(vocab.values()) + 1)
+        eos_id = _eos_id(tok)
     width = token_width or (2 if vocab_size <= 0xFFFF else 4)
     if width not in (2, 4) or (width == 2 and vocab_size > 0xFFFF):
         raise BadInputError(f"token width {width} cannot hold a vocabulary of {vocab_size} (use 4)")
@@ -375,7 +418,7 @@ def build_index(
             vocab_sha256=vhash,
             vocab_size=vocab_size,
             token_width=width,
-            eos_token_id=_eos_id(tok),
+            eos_token_id=eos_id,
             separator=(1 << (8 * width)) - 1,
             shards=infos,
             sources=sources,

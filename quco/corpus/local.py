@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import json
+import mmap
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -19,9 +21,9 @@ from quco.corpus.manifest import Manifest
 from quco.errors import BadInputError, EngineError, TokenizerMismatchError
 from quco.types import Count
 
-#: positions within a document are packed below this bit of a 64-bit key
-_POS_BITS = 32
 _MAX_WINDOW = (1 << 31) - 1
+#: suffix-array pointer widths (bytes) read straight from the memory-mapped table
+_PTR_DTYPES: dict[int, np.dtype[Any]] = {4: np.dtype("<u4"), 8: np.dtype("<u8")}
 #: terms whose occurrence arrays are kept between calls
 _CACHE_TERMS = 64
 #: token sequences whose suffix-array ranges are kept between calls
@@ -32,11 +34,14 @@ _CACHE_FINDS = 8192
 class _Occurrences:
     """Occurrences of one term (all its variants), possibly a uniform sample.
 
-    ``keys`` are sorted ``global_doc << 32 | token_pos`` values; ``total`` is the
-    true number of occurrences and ``fraction`` the sampled share (1.0 = all).
+    ``ptrs`` are sorted global byte offsets (int64) of the occurrences: a
+    shard's byte offset in ``tokenized.s`` plus the total size of the shards
+    before it, so that sorting them sorts by (document, position). ``total``
+    is the true number of occurrences and ``fraction`` the sampled share
+    (1.0 = all).
     """
 
-    keys: np.ndarray
+    ptrs: np.ndarray
     total: int
     fraction: float
 
@@ -44,14 +49,57 @@ class _Occurrences:
     def sampled(self) -> bool:
         return self.fraction < 1.0
 
-    def docs(self) -> np.ndarray:
-        d = self.keys >> _POS_BITS
-        if d.size == 0:
-            return d
-        keep = np.empty(d.size, dtype=bool)
-        keep[0] = True
-        np.not_equal(d[1:], d[:-1], out=keep[1:])
-        return d[keep]
+
+def _map(path: Path) -> mmap.mmap:
+    """A read-only memory map of a whole (non-empty) file."""
+    with open(path, "rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _doc_lookup_table(goff: np.ndarray) -> tuple[int, np.ndarray]:
+    """(bits, table): ``table[j]`` is the document holding byte ``j << bits``.
+
+    Blocks are a quarter to half of the mean document, so the table has at
+    most four entries per document (four bytes each, the size of the offsets
+    themselves) and an offset is mostly at most a start or two past its
+    block's document.
+
+    Args:
+        goff: sorted document starts in global bytes, ending with the total size.
+    """
+    n_docs = max(1, goff.size - 1)
+    total = int(goff[-1])
+    bits = max(0, int(np.ceil(np.log2(max(total / n_docs / 4, 1.0)))))
+    blocks = np.arange((total >> bits) + 1, dtype=np.int64) << bits
+    table = np.searchsorted(goff[:-1], blocks, side="right") - 1
+    return bits, table.astype(np.int32 if n_docs < 2**31 else np.int64)
+
+
+def _count_in_ranges(b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int:
+    """``sum(#{x in b: lo[i] <= x <= hi[i]})`` over i, for sorted ``b``, ``lo`` and ``hi``.
+
+    Two binary searches per range when the ranges are few; otherwise two
+    merges (a stable sort of two sorted runs is one linear merge): in the
+    merge of ``b`` with ``hi`` (ties: ``b`` first), the ``j``-th bound at
+    merged position ``k`` has ``k - j`` values of ``b`` at or below it.
+    """
+    m = lo.size
+    if 2 * m < b.size:
+        return int((np.searchsorted(b, hi, side="right") - np.searchsorted(b, lo, side="left")).sum())
+    tri = m * (m - 1) // 2
+    k = np.concatenate([b, hi])
+    k <<= 1
+    k[b.size :] |= 1  # bounds after equal values: counts x <= hi
+    k.sort(kind="stable")
+    k &= 1
+    upto_hi = int(np.flatnonzero(k).sum()) - tri
+    k = np.concatenate([b, lo])
+    k <<= 1
+    k[: b.size] |= 1  # bounds before equal values: counts x < lo
+    k.sort(kind="stable")
+    k &= 1
+    below_lo = int(np.flatnonzero(k == 0).sum()) - tri
+    return upto_hi - below_lo
 
 
 class LocalStats(CorpusStats):
@@ -67,7 +115,10 @@ class LocalStats(CorpusStats):
     is on token sequences: ``" Paris"`` also matches the start of
     ``" Parisian"`` when the tokenizer splits it as ``" Paris" + "ian"``.
 
-    Counts come from infini-gram's engine (``find``) and are exact.
+    Counts are exact: the suffix-array range of a token sequence, found by
+    a binary search over infini-gram's table in this process (the same
+    ranges as the engine's ``find``, which :meth:`find_ids` still calls;
+    the engine starts threads per call, slow on a busy machine).
     Co-occurrence is counted exactly from suffix-array positions (never with
     the engine's approximate ``count_cnf``): each occurrence is mapped to its
     document and token position, then
@@ -139,9 +190,20 @@ class LocalStats(CorpusStats):
         w = m.token_width
         self._width = w
         d = self.index_dir
-        self._tables = [np.memmap(d / f"table.{s.index}", dtype=np.uint8, mode="r") for s in m.shards]
         self._ptr_size = [s.files["table"] // (s.tokens + s.documents) for s in m.shards]
+        self._tables = [
+            np.memmap(d / f"table.{s.index}", dtype=_PTR_DTYPES.get(p, np.dtype(np.uint8)), mode="r")
+            for s, p in zip(m.shards, self._ptr_size, strict=True)
+        ]
         self._offsets = [np.memmap(d / f"offset.{s.index}", dtype="<u8", mode="r") for s in m.shards]
+        # global byte offsets: shard s's bytes follow those of the shards before it
+        self._byte_base = np.cumsum([0] + [s.files["tokenized"] for s in m.shards]).astype(np.int64)
+        #: start of every document in global bytes, in memory, plus the end of the last shard
+        self._goff = np.concatenate(
+            [np.asarray(o, dtype=np.int64) + self._byte_base[i] for i, o in enumerate(self._offsets)]
+            + [self._byte_base[-1:]]
+        )
+        self._lut_bits, self._lut = _doc_lookup_table(self._goff)
         self._ds = [
             np.memmap(d / f"tokenized.{s.index}", dtype="<u2" if w == 2 else "<u4", mode="r")
             for s in m.shards
@@ -152,6 +214,14 @@ class LocalStats(CorpusStats):
             for s in m.shards
         ]
         self._doc_base = np.cumsum([0] + [s.documents for s in m.shards])
+        # plain memory maps for the suffix-array binary search (see _search)
+        self._tok_dtype = np.dtype("<u2" if w == 2 else "<u4")
+        self._ds_mm = [_map(d / f"tokenized.{s.index}") for s in m.shards]
+        self._tab_mm = [_map(d / f"table.{s.index}") for s in m.shards]
+        self._tab_mv: list[memoryview | None] = [
+            memoryview(t).cast("I" if p == 4 else "Q") if p in _PTR_DTYPES else None
+            for t, p in zip(self._tab_mm, self._ptr_size, strict=True)
+        ]
         self._variant_cache: dict[str, list[list[int]]] = {}
         self._find_cache: dict[tuple[int, ...], tuple[int, list[tuple[int, int]]]] = {}
         self._occ_cache: OrderedDict[tuple[tuple[int, ...], ...], _Occurrences] = OrderedDict()
@@ -223,52 +293,133 @@ class LocalStats(CorpusStats):
         return found[0], list(found[1])
 
     def count_ids(self, ids: Sequence[int]) -> Count:
-        """Exact engine count of one token sequence."""
-        return Count(self.find_ids(ids)[0], False)
+        """Exact count of one token sequence (see :meth:`_find`)."""
+        return Count(self._find(ids)[0], False)
+
+    def _find(self, ids: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+        """:meth:`find_ids`, answered by :meth:`_search` instead of the engine.
+
+        Both share one cache and give the same ranges (a test checks it); the
+        engine's ``find`` starts a thread per shard and call, which costs more
+        than the search itself on a busy machine.
+        """
+        q = self._check_ids(ids)
+        key = tuple(q)
+        with self._lock:
+            hit = self._find_cache.get(key)
+        if hit is not None:
+            return hit[0], list(hit[1])
+        ranges = [self._search(s, q) for s in range(len(self._tab_mm))]
+        found = (sum(b - a for a, b in ranges), ranges)
+        with self._lock:
+            if len(self._find_cache) >= _CACHE_FINDS:
+                self._find_cache.clear()
+            self._find_cache[key] = found
+        return found[0], list(ranges)
+
+    def _search(self, shard: int, q: list[int]) -> tuple[int, int]:
+        """Suffix-array range ``[lo, hi)`` of the suffixes of a shard that start with ``q``.
+
+        Two binary searches over the table, comparing the query's bytes with
+        each suffix's first bytes (the order the suffix array is sorted in:
+        bytewise, a suffix that is a proper prefix of the query sorting
+        before it).
+        """
+        qb = np.asarray(q, dtype=self._tok_dtype).tobytes()
+        n = len(qb)
+        ds = self._ds_mm[shard]
+        tab = self._tab_mv[shard]
+        if tab is not None:
+
+            def key(r: int) -> bytes:
+                ptr = tab[r]
+                return ds[ptr : ptr + n]
+
+        else:
+            raw, p = self._tab_mm[shard], self._ptr_size[shard]
+
+            def key(r: int) -> bytes:
+                ptr = int.from_bytes(raw[r * p : r * p + p], "little")
+                return ds[ptr : ptr + n]
+
+        ranks = range(len(self._tab_mm[shard]) // self._ptr_size[shard])
+        lo = bisect.bisect_left(ranks, qb, key=key)
+        hi = bisect.bisect_right(ranks, qb, lo=lo, key=key)
+        return lo, hi
 
     # -------------------------------------------------------------- positions
 
     def _read_ptrs(self, shard: int, start: int, end: int) -> np.ndarray:
-        """Byte offsets stored in suffix-array entries ``[start, end)`` of a shard."""
+        """Byte offsets stored in suffix-array entries ``[start, end)`` of a shard.
+
+        The range is one contiguous slice of the table: with 4- or 8-byte
+        pointers a zero-copy view of the memory map (uint32 or uint64).
+        """
         p = self._ptr_size[shard]
-        raw = np.asarray(self._tables[shard][start * p : end * p]).reshape(-1, p)
-        return self._to_u64(raw, p)
+        table = self._tables[shard]
+        if p in _PTR_DTYPES:
+            return np.asarray(table[start:end])
+        return self._to_int(np.asarray(table[start * p : end * p]).reshape(-1, p), p)
 
     def _read_ptrs_at(self, shard: int, ranks: np.ndarray) -> np.ndarray:
         p = self._ptr_size[shard]
+        table = self._tables[shard]
+        if p in _PTR_DTYPES:
+            return np.asarray(table[ranks.astype(np.int64)])
         idx = ranks.astype(np.int64)[:, None] * p + np.arange(p, dtype=np.int64)
-        raw = np.asarray(self._tables[shard][idx.ravel()]).reshape(-1, p)
-        return self._to_u64(raw, p)
+        return self._to_int(np.asarray(table[idx.ravel()]).reshape(-1, p), p)
 
     @staticmethod
-    def _to_u64(raw: np.ndarray, p: int) -> np.ndarray:
-        if p == 8:
-            return np.ascontiguousarray(raw).view("<u8").ravel()
-        buf = np.zeros((raw.shape[0], 8), dtype=np.uint8)
+    def _to_int(raw: np.ndarray, p: int) -> np.ndarray:
+        """Little-endian ``p``-byte integers (rows of ``raw``) as uint32 (p < 4) or uint64."""
+        width = 4 if p < 4 else 8
+        buf = np.zeros((raw.shape[0], width), dtype=np.uint8)
         buf[:, :p] = raw
-        return buf.view("<u8").ravel()
+        return buf.view("<u4" if width == 4 else "<u8").ravel()
 
-    def _locate(self, shard: int, ptrs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(document index within the shard, token position within the document) of byte offsets."""
-        off = self._offsets[shard]
-        doc = np.searchsorted(off, ptrs, side="right").astype(np.int64) - 1
-        pos = (ptrs.astype(np.int64) - np.asarray(off[doc], dtype=np.int64)) // self._width - 1
-        return doc, pos
+    def _doc_of(self, gptrs: np.ndarray) -> np.ndarray:
+        """Global document index (int64) of each global byte offset.
+
+        A lookup table gives the document holding the start of each
+        ``2**bits``-byte block; the few offsets past a document start within
+        their block are moved on, and stragglers (blocks holding many
+        starts) are resolved by binary search.
+        """
+        goff = self._goff
+        d = self._lut[gptrs >> self._lut_bits].astype(np.int64)
+        idx = np.flatnonzero(goff[d + 1] <= gptrs)
+        for _ in range(2):
+            if idx.size == 0:
+                return d
+            d[idx] += 1
+            idx = idx[goff[d[idx] + 1] <= gptrs[idx]]
+        if idx.size:
+            d[idx] = np.searchsorted(goff, gptrs[idx], side="right") - 1
+        return d
+
+    @staticmethod
+    def _unique_sorted(x: np.ndarray) -> np.ndarray:
+        if x.size == 0:
+            return x
+        keep = np.empty(x.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+        return x[keep]
 
     def _segments(self, variants: list[list[int]]) -> tuple[int, list[tuple[int, int, int]]]:
         total = 0
         segs: list[tuple[int, int, int]] = []
         for v in variants:
-            cnt, by_shard = self.find_ids(v)
+            cnt, by_shard = self._find(v)
             total += cnt
             segs.extend((s, a, b) for s, (a, b) in enumerate(by_shard) if b > a)
         return total, segs
 
     def _gather(self, segs: list[tuple[int, int, int]], total: int, limit: int) -> tuple[np.ndarray, float]:
-        """Sorted keys (``global_doc << 32 | pos``) of the occurrences in ``segs``.
+        """Sorted global byte offsets (int64) of the occurrences in ``segs``.
 
         All of them, or a seeded uniform sample of ``limit`` when there are
-        more. Returns the keys and the sampled fraction.
+        more. Returns the offsets and the sampled fraction.
         """
         by_shard: dict[int, list[np.ndarray]] = {}
         if total <= limit:
@@ -281,20 +432,24 @@ class LocalStats(CorpusStats):
             picks = np.sort(rng.choice(total, size=limit, replace=False))
             lengths = np.array([b - a for _, a, b in segs], dtype=np.int64)
             starts = np.concatenate([[0], np.cumsum(lengths)])
-            seg_of = np.searchsorted(starts, picks, side="right") - 1
+            bounds = np.searchsorted(picks, starts)
             for i, (s, a, _b) in enumerate(segs):
-                sel = picks[seg_of == i] - starts[i] + a
+                sel = picks[bounds[i] : bounds[i + 1]] - starts[i] + a
                 if sel.size:
                     by_shard.setdefault(s, []).append(self._read_ptrs_at(s, sel))
         parts = []
         for s in sorted(by_shard):
-            # sorting byte offsets sorts by (document, position) within a shard, and makes
-            # searchsorted over the document offsets ~10x faster than on unsorted pointers
-            ptrs = np.sort(np.concatenate(by_shard[s]))
-            doc, pos = self._locate(s, ptrs)
-            parts.append(((doc + int(self._doc_base[s])) << _POS_BITS) | pos)
-        keys = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-        return keys, fraction
+            chunks = by_shard[s]
+            # sort in the table's own (narrow) dtype, then widen: sorted offsets are
+            # sorted by (document, position) within a shard, and shards follow each other
+            ptrs = np.concatenate(chunks) if len(chunks) > 1 else chunks[0].copy()
+            ptrs.sort()
+            g = ptrs.astype(np.int64)
+            if s:
+                g += self._byte_base[s]
+            parts.append(g)
+        ptrs = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, np.int64)
+        return ptrs, fraction
 
     def _occurrences(self, variants: list[list[int]]) -> _Occurrences:
         key = tuple(tuple(v) for v in variants)
@@ -304,8 +459,8 @@ class LocalStats(CorpusStats):
                 self._occ_cache.move_to_end(key)
                 return hit
         total, segs = self._segments(variants)
-        keys, fraction = self._gather(segs, total, self.max_occurrences)
-        occ = _Occurrences(keys=keys, total=total, fraction=fraction)
+        ptrs, fraction = self._gather(segs, total, self.max_occurrences)
+        occ = _Occurrences(ptrs=ptrs, total=total, fraction=fraction)
         with self._lock:
             self._occ_cache[key] = occ
             while len(self._occ_cache) > _CACHE_TERMS:
@@ -324,18 +479,12 @@ class LocalStats(CorpusStats):
         cap = total if limit is None else max(0, int(limit))
         if cap == 0:
             return []
-        keys, _ = self._gather(segs, total, cap)
-        gdoc = keys >> _POS_BITS
+        ptrs, _ = self._gather(segs, total, cap)
+        gdoc = self._doc_of(ptrs)
         shard = np.searchsorted(self._doc_base, gdoc, side="right") - 1
-        out = list(
-            zip(
-                shard.tolist(),
-                (gdoc - self._doc_base[shard]).tolist(),
-                (keys & ((1 << _POS_BITS) - 1)).tolist(),
-                strict=True,
-            )
-        )
-        return out  # keys are sorted, so (shard, doc, pos) are too
+        pos = (ptrs - self._goff[gdoc]) // self._width - 1
+        out = list(zip(shard.tolist(), (gdoc - self._doc_base[shard]).tolist(), pos.tolist(), strict=True))
+        return out  # offsets are sorted, so (shard, doc, pos) are too
 
     # ------------------------------------------------------------------ stats
 
@@ -399,27 +548,35 @@ class LocalStats(CorpusStats):
             raise BadInputError(f"window must be a non-negative integer, not {window!r}")
 
     def _combine(self, oa: _Occurrences, ob: _Occurrences, *, window: int | None, mode: str) -> Count:
+        """Co-occurrence of two occurrence sets.
+
+        Only the smaller set is mapped to documents: in doc mode, a document
+        of it counts when the other set has an offset within that document's
+        byte range; in window mode, each of its occurrences counts the other
+        set's offsets within ``window`` tokens that are also within its
+        document (two binary searches over the sorted offsets).
+        """
         self._check_mode(window, mode)
         approx = oa.sampled or ob.sampled
-        if oa.keys.size == 0 or ob.keys.size == 0:
+        if oa.ptrs.size == 0 or ob.ptrs.size == 0:
             return Count(0, approx)
+        pa, pb = (oa.ptrs, ob.ptrs) if oa.ptrs.size <= ob.ptrs.size else (ob.ptrs, oa.ptrs)
+        goff = self._goff
         if mode == "doc" or window is None:
-            da, db = oa.docs(), ob.docs()
-            if da.size > db.size:
-                da, db = db, da
-            idx = np.searchsorted(db, da)
-            idx[idx == db.size] = 0
-            raw = int(np.count_nonzero(db[idx] == da))
+            docs = self._unique_sorted(self._doc_of(pa))
+            first = np.searchsorted(pb, goff[docs])
+            end = np.searchsorted(pb, goff[docs + 1])
+            raw = int(np.count_nonzero(end > first))
             if not approx:
                 return Count(raw, False)
             est = raw / (oa.fraction * ob.fraction)
             cap = min(oa.total, ob.total, int(self._doc_base[-1]))
             return Count(int(min(round(est), cap)), True)
-        w = min(int(window), _MAX_WINDOW)
-        qa, qb = (oa.keys, ob.keys) if oa.keys.size <= ob.keys.size else (ob.keys, oa.keys)
-        hi = np.searchsorted(qb, qa + w, side="right")
-        lo = np.searchsorted(qb, qa - w, side="left")
-        raw = int((hi - lo).sum())
+        span = min(int(window), _MAX_WINDOW) * self._width
+        d = self._doc_of(pa)
+        lo = np.maximum(pa - span, goff[d])
+        hi = np.minimum(pa + span, goff[d + 1] - 1)
+        raw = _count_in_ranges(pb, lo, hi)
         if not approx:
             return Count(raw, False)
         return Count(int(round(raw / (oa.fraction * ob.fraction))), True)
@@ -460,6 +617,7 @@ class LocalStats(CorpusStats):
         """Release the engine and the memory maps."""
         self._engine = None
         self._tables, self._offsets, self._ds, self._metaoff, self._meta = [], [], [], [], []
+        self._ds_mm, self._tab_mm, self._tab_mv = [], [], []
         self._occ_cache.clear()
         self._find_cache.clear()
 
