@@ -157,3 +157,22 @@ def test_bad_names():
         load_causal_lm("/no/such/model/folder")
     with pytest.raises(ModelNotFoundError):
         model_cache_path("not-a-packaged-model")
+
+
+def test_torch_threads_env_is_applied_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from quco.errors import BadInputError
+    from quco.models import THREADS_ENV, apply_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv(THREADS_ENV, "1")
+        assert apply_torch_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv(THREADS_ENV, "zero")
+        with pytest.raises(BadInputError):
+            apply_torch_threads()
+        monkeypatch.delenv(THREADS_ENV)
+        assert apply_torch_threads() is None
+    finally:
+        torch.set_num_threads(before)

@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # one small model decoding token by token gains little from many threads and
+    # loses badly when the cores are shared (see quco.models.apply_torch_threads)
+    os.environ.setdefault("QUCO_TORCH_THREADS", str(max(1, min(4, (os.cpu_count() or 2) // 2))))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="quco: %(levelname)s: %(message)s",

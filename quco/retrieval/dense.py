@@ -29,7 +29,7 @@ from typing import Any
 
 from quco._deps import require
 from quco.errors import BadInputError, CorruptIndexError, ModelNotFoundError
-from quco.models import DEFAULT_EMBEDDINGS, embedding_model_path
+from quco.models import DEFAULT_EMBEDDINGS, apply_torch_threads, embedding_model_path
 from quco.retrieval.base import BaseRetriever
 from quco.retrieval.collection import Passage
 
@@ -56,6 +56,7 @@ def load_encoder(model: str | None = None, device: str | None = None) -> Any:
         ModelNotFoundError: the model cannot be loaded.
     """
     st = require("sentence_transformers")
+    apply_torch_threads()
     path = embedding_model_path(model)
     try:
         return st.SentenceTransformer(path, device=device)
