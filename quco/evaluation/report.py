@@ -1,0 +1,89 @@
+"""Markdown tables of a detector evaluation (``detectors.md``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ORDER = ("combined", "data", "confidence", "shipped", "quco_rule", "quco_stage1", "quco_stage2", "flare", "length", "random")
+
+
+def _f(x: Any, nd: int = 3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def _ci(m: Mapping[str, Any], key: str) -> str:
+    ci = (m.get("ci") or {}).get(key)
+    if not ci or ci[0] is None:
+        return _f(m.get(key))
+    return f"{_f(m.get(key))} [{_f(ci[0], 2)}, {_f(ci[1], 2)}]"
+
+
+def detector_table(detectors: Mapping[str, Mapping[str, Any]]) -> str:
+    """One row per detector: ROC-AUC (headline) with CI, PR-AUC, ECE, Brier, recall@FPR, coverage."""
+    head = (
+        "| detector | kind | ROC-AUC [95% CI] | PR-AUC | ECE | Brier | recall@5%FPR | recall@10%FPR | coverage |\n"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    )
+    names = [n for n in ORDER if n in detectors] + sorted(n for n in detectors if n not in ORDER)
+    lines = []
+    for n in names:
+        m = detectors[n]
+        extra = f" (cv {_f(m['cv_roc_auc'])})" if m.get("cv_roc_auc") is not None else ""
+        lines.append(
+            f"| {n} | {m.get('kind', '')} | {_ci(m, 'roc_auc')}{extra} | {_f(m.get('pr_auc'))} | {_f(m.get('ece'))} "
+            f"| {_f(m.get('brier'))} | {_f(m.get('recall_at_fpr05'), 2)} | {_f(m.get('recall_at_fpr10'), 2)} "
+            f"| {_f(m.get('coverage'), 2)} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def _ablation_table(title: str, variants: Mapping[str, Any]) -> str:
+    names = ("combined", "data", "confidence", "quco_rule", "length")
+    out = [f"### {title}\n", "| variant | n | accuracy | " + " | ".join(names) + " |",
+           "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    for v, r in variants.items():
+        if "skipped" in r:
+            out.append(f"| {v} | – | – | " + " | ".join("–" for _ in names) + f" |  ({r['skipped']})")
+            continue
+        d = r.get("detectors", {})
+        out.append(f"| {v} | {r.get('n')} | {_f(r.get('accuracy'))} | "
+                   + " | ".join(_ci(d[n], "roc_auc") if n in d else "–" for n in names) + " |")
+    return "\n".join(out) + "\n"
+
+
+def markdown_report(doc: Mapping[str, Any]) -> str:
+    """The whole ``detectors.md``: headline table, per-slice tables, ablations."""
+    st = doc.get("settings", {})
+    parts = [
+        f"# Detector evaluation — protocol `{doc['protocol']}`\n",
+        f"Rows {doc.get('rows')}, model `{st.get('model')}`, index `{st.get('index')}`, window {st.get('window')}. "
+        f"Higher score = riskier; label 1 = hallucinated. Headline: ROC-AUC of the `{doc.get('headline_slice')}` "
+        f"slice (n = {doc['n']}, accuracy {_f(doc.get('accuracy'))}). Fitted detectors: {st.get('cv')}; "
+        f"95% bootstrap intervals ({st.get('n_boot')} resamples). ECE: 10 equal-width bins. "
+        "Single features and `length` are ranked by the raw value with its a-priori sign; `cv` = ROC-AUC "
+        "of the cross-validated one-feature model that gives their probabilities (ECE, Brier).\n",
+    ]
+    if "accuracy_by_condition" in doc:
+        acc = doc["accuracy_by_condition"]
+        parts.append(
+            "Accuracy by condition (all questions): "
+            + ", ".join(f"{k} {_f(v)}" for k, v in acc.items())
+            + f"; comparison questions: {_f(doc.get('comparison_share'))} of rows.\n"
+        )
+    for name, s in doc.get("slices", {}).items():
+        parts.append(f"## {name} — {s.get('note', '')} (n = {s['n']}, accuracy {_f(s.get('accuracy'))})\n")
+        if s.get("detectors"):
+            parts.append(detector_table(s["detectors"]))
+        else:
+            parts.append(f"skipped: {s.get('skipped', '')}\n")
+    ab = doc.get("ablations")
+    if ab:
+        parts.append("## Ablations (headline slice; ROC-AUC [95% CI])\n")
+        titles = {"corpus": "Corpus coverage", "window": "Co-occurrence window", "model": "Model"}
+        for k, v in ab.items():
+            parts.append(_ablation_table(titles.get(k, k), v))
+    t = doc.get("timing")
+    if t:
+        parts.append("Timing (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + "\n")
+    return "\n".join(parts)

