@@ -22,4 +22,8 @@ def register(sub: Any) -> None:
                 continue
             raise
         mod.register(evsub)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    def _help(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_help)

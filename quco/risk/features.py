@@ -100,8 +100,8 @@ def feature_vector(s: Signals) -> dict[str, float]:
     p = [pc.count.value for pc in s.pairs]
     q_min, q_mean = _min_mean(q)
     a_min, a_mean = _min_mean(a)
-    approx = any(
-        x.count.approx for x in (*s.question_entities, *s.answer_entities, *s.pairs)
+    approx = any(x.count.approx for x in (*s.question_entities, *s.answer_entities)) or any(
+        pc.count.approx for pc in s.pairs
     )
     out: dict[str, float] = {
         "q_ent_freq_min": q_min,
