@@ -303,3 +303,13 @@ def test_eval_detectors_user_jsonl_without_model(tmp_path) -> None:
     assert d["confidence"]["coverage"] == 0.0  # no model: the confidence side has nothing to say
     assert d["a_ent_freq_min"]["roc_auc"] == 1.0  # "Atlantis" never occurs in the corpus
     assert doc["settings"]["window"] == "doc"
+
+
+def test_ablation_selection_is_parsed_and_validated() -> None:
+    from quco.cli.eval_detectors_cmd import _ablation_kinds
+    from quco.errors import BadInputError
+
+    assert _ablation_kinds("corpus,window") == ("corpus", "window")
+    assert _ablation_kinds("") == ()
+    with pytest.raises(BadInputError):
+        _ablation_kinds("corpus,temperature")

@@ -27,7 +27,7 @@ def register(evalsub: Any) -> None:
         "detectors",
         help="rate hallucination detectors (data, confidence, combined, rules, baselines)",
         description="Rate hallucination detectors on HaluEval QA or a labelled JSONL file: ROC-AUC (headline), "
-        "PR-AUC, ECE, Brier, recall at 5%%/10%% FPR with bootstrap 95%% intervals; fitted detectors are "
+        "PR-AUC, ECE, Brier, recall at 5%/10% FPR with bootstrap 95% intervals; fitted detectors are "
         "cross-validated grouped by question. Writes detectors.json, detectors.md and figures into --out.",
     )
     p.add_argument("--protocol", default="self",
@@ -37,7 +37,9 @@ def register(evalsub: Any) -> None:
     p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
     p.add_argument("--model", default=None, help="language model alias, HF id or path (default SmolLM2-135M)")
     p.add_argument("--window", type=_window, default=1000, help="co-occurrence window in tokens, or 'doc'")
-    p.add_argument("--ablations", action="store_true", help="also run corpus, window and model ablations")
+    p.add_argument("--ablations", nargs="?", const="corpus,window,model", default="", metavar="LIST",
+                   help="also run ablations: corpus, window, model, comma-separated (alone: all three; "
+                   "the model ablation regenerates every answer with the second model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
@@ -45,6 +47,14 @@ def register(evalsub: Any) -> None:
                    help="paired/JSONL protocols: no confidence scoring (data side only)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
+
+
+def _ablation_kinds(spec: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
+    bad = [k for k in kinds if k not in ("corpus", "window", "model")]
+    if bad:
+        raise BadInputError(f"--ablations takes corpus, window, model; got {', '.join(bad)}")
+    return kinds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         index=index,
         model=args.model,
         window=args.window,
-        ablations=args.ablations,
+        ablations=bool(args.ablations),
+        ablation_kinds=_ablation_kinds(args.ablations),
         n_boot=args.n_boot,
         folds=args.folds,
         seed=args.seed,

@@ -145,7 +145,8 @@ class DetectorEvalConfig:
         index: corpus index folder or URL.
         model: language model (packaged alias, HF id or path); None = default.
         window: co-occurrence window in tokens, or None for document mode.
-        ablations: also run the corpus, window and model ablations.
+        ablations: also run ablations.
+        ablation_kinds: which: "corpus", "window", "model".
         noknowledge_index: index without the HaluEval passages (corpus ablation).
         second_model: the model compared in the model ablation.
         n_boot: bootstrap resamples for the intervals.
@@ -163,6 +164,7 @@ class DetectorEvalConfig:
     model: str | None = None
     window: int | None = 1000
     ablations: bool = False
+    ablation_kinds: tuple[str, ...] = ("corpus", "window", "model")
     noknowledge_index: str | None = None
     second_model: str | None = None
     n_boot: int = 1000
@@ -349,24 +351,27 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     """Corpus coverage, co-occurrence window and model ablations (headline slice, smaller bootstrap)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
+    kinds = cfg.ablation_kinds
     # corpus coverage
     corpus: dict[str, Any] = {"with_knowledge": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
-    nk = cfg.noknowledge_index or noknowledge_index_for(cfg.index)
+    nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None
     if nk:
         f_nk = _features(cfg, comp, items, nk, cfg.window, "doc" if cfg.window is None else "window")
         corpus["without_knowledge"] = {"index": nk, **_headline(items, f_nk, cfg, nb)}
     else:
         corpus["without_knowledge"] = {"skipped": "no index without the knowledge passages for this --index"}
-    out["corpus"] = corpus
+    if "corpus" in kinds:
+        out["corpus"] = corpus
     # window
     win: dict[str, Any] = {}
-    for label, w, mode in WINDOWS:
+    for label, w, mode in WINDOWS if "window" in kinds else ():
         f_w = feats if (w == cfg.window and mode == ("doc" if cfg.window is None else "window")) else _features(
             cfg, comp, items, cfg.index, w, mode)
         win[label] = _headline(items, f_w, cfg, nb)
-    out["window"] = win
+    if "window" in kinds:
+        out["window"] = win
     # model
-    if cfg.protocol in ("self", "paired") or cfg.use_model:
+    if "model" in kinds and (cfg.protocol in ("self", "paired") or cfg.use_model):
         from quco.models import DEFAULT_LM, GEMMA_LM, canonical
 
         other = cfg.second_model or (GEMMA_LM if canonical(cfg.model) == DEFAULT_LM else DEFAULT_LM)
