@@ -551,30 +551,25 @@ def run_audit(
                 with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quco-audit-prefetch") as pool:
                     # while batch k is analysed and committed, batch k+1's entities are extracted
                     pending: _Pending | None = None
-                    for raws in _batches(read_lines(fin, start_line=state.lines), batch_size):
-                        rows, bad = _parse_batch(raws)
-                        nxt = _Pending(raws, rows, bad, pool.submit(auditor.prefetch, rows))
-                        if pending is not None:
-                            pending.ready.result()
-                            n, bad_fh = _run_batch(
-                                pending, auditor, state, fin, fout, bad_fh, bad_path, state_path
-                            )
-                            done_now += n
-                            if bar is not None:
-                                bar.update(n)
-                            if on_batch is not None:
-                                on_batch(state.lines)
-                        pending = nxt
-                    if pending is not None:
-                        pending.ready.result()
-                        n, bad_fh = _run_batch(
-                            pending, auditor, state, fin, fout, bad_fh, bad_path, state_path
-                        )
+
+                    def commit(p: _Pending) -> None:
+                        nonlocal done_now, bad_fh
+                        p.ready.result()
+                        n, bad_fh = _run_batch(p, auditor, state, fin, fout, bad_fh, bad_path, state_path)
                         done_now += n
                         if bar is not None:
                             bar.update(n)
                         if on_batch is not None:
                             on_batch(state.lines)
+
+                    for raws in _batches(read_lines(fin, start_line=state.lines), batch_size):
+                        rows, bad = _parse_batch(raws)
+                        nxt = _Pending(raws, rows, bad, pool.submit(auditor.prefetch, rows))
+                        if pending is not None:
+                            commit(pending)
+                        pending = nxt
+                    if pending is not None:
+                        commit(pending)
                 state.done = True
                 _write_state(state_path, state)
             finally:
