@@ -68,31 +68,28 @@ def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> None:
     os.replace(tmp, path)
 
 
+def _unique_rows(path: Path, field: str, source: str) -> list[dict[str, object]]:
+    """Corpus rows from one text field of a JSONL file, empty and repeated texts dropped."""
+    seen: set[str] = set()
+    rows: list[dict[str, object]] = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            text = json.loads(line)[field].strip()
+            if text and text not in seen:
+                seen.add(text)
+                rows.append({"text": text, "source": source, "row": i})
+    return rows
+
+
 def export_demo_corpus(out_dir: str | Path) -> list[Path]:
     """Write the three demo corpora as JSONL (``text`` + metadata); skip files already there."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / KNOWLEDGE, out / NEWS, out / WIKI]
     if not paths[0].exists():
-        seen: set[str] = set()
-        rows: list[dict[str, object]] = []
-        with open(halueval_path("qa"), encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                k = json.loads(line)["knowledge"].strip()
-                if k and k not in seen:
-                    seen.add(k)
-                    rows.append({"text": k, "source": "halueval_qa", "row": i})
-        _write_jsonl(paths[0], rows)
+        _write_jsonl(paths[0], _unique_rows(halueval_path("qa"), "knowledge", "halueval_qa"))
     if not paths[1].exists():
-        seen = set()
-        rows = []
-        with open(halueval_path("summarization"), encoding="utf-8") as f:
-            for i, line in enumerate(f):
-                d = json.loads(line)["document"].strip()
-                if d and d not in seen:
-                    seen.add(d)
-                    rows.append({"text": d, "source": "halueval_news", "row": i})
-        _write_jsonl(paths[1], rows)
+        _write_jsonl(paths[1], _unique_rows(halueval_path("summarization"), "document", "halueval_news"))
     if not paths[2].exists():
         with open(wiki_summaries_path(), encoding="utf-8") as f:
             data = json.load(f)

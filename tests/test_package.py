@@ -63,3 +63,18 @@ def test_datasets_rows_and_split_guard() -> None:
     check_fit_rows(range(0, 2000))
     rows = load_halueval_qa(range(2, 4))
     assert [r.row for r in rows] == [2, 3] and all(r.question and r.right_answer for r in rows)
+
+
+def test_demo_corpus_export_is_deduplicated_and_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from quco.demo import KNOWLEDGE, export_demo_corpus, write_demo_audit_input
+
+    paths = export_demo_corpus(tmp_path / "corpus")
+    assert [p.name for p in paths] == [KNOWLEDGE, "halueval_news.jsonl", "wiki_summaries.jsonl"]
+    rows = [json.loads(line) for line in paths[0].read_text(encoding="utf-8").splitlines()]
+    texts = [r["text"] for r in rows]
+    assert 9000 < len(texts) <= 10_000 and len(set(texts)) == len(texts) and all(t.strip() for t in texts)
+    stamp = paths[0].stat().st_mtime_ns
+    export_demo_corpus(tmp_path / "corpus")  # files already there are kept
+    assert paths[0].stat().st_mtime_ns == stamp
+    audit = [json.loads(x) for x in write_demo_audit_input(tmp_path / "a.jsonl", rows=3).read_text().splitlines()]
+    assert [r["label"] for r in audit] == [0, 1] * 3 and all(r["question"] and r["answer"] for r in audit)
