@@ -16,8 +16,7 @@ from typing import Any
 
 from quco._deps import require
 from quco.errors import BadInputError, QucoError
-
-POLICY_CHOICES = ("quco", "combined", "flare", "single", "none")
+from quco.guard.rules import POLICIES
 
 
 def register(sub: Any) -> None:
@@ -28,7 +27,7 @@ def register(sub: Any) -> None:
         "sentence risky (QuCo: rare entities, entity pairs that never co-occur in the corpus).",
     )
     p.add_argument("question", help="the question (quote it)")
-    p.add_argument("--policy", choices=POLICY_CHOICES, default="quco", help="guard policy (default: quco)")
+    p.add_argument("--policy", choices=POLICIES, default="quco", help="guard policy (default: quco)")
     p.add_argument("--trace", action="store_true", help="show each sentence with risk, reasons and passages")
     p.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     p.add_argument("--index", help="corpus index directory or server URL (default: the demo index)")

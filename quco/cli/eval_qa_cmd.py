@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 from quco.errors import BadInputError
-
-ALL_POLICIES = ("none", "single", "flare", "quco", "combined")
+from quco.guard.rules import POLICIES as ALL_POLICIES
 
 
 def register(evalsub: Any) -> None:
