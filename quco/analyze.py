@@ -19,11 +19,6 @@ from quco.risk.features import EntityCount, PairCount, Signals
 from quco.types import Confidence, Count, Entity, Pair
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (rules, no model; see ``quco.nlp.sentences``)."""
-    return sentence_spans(text)
-
-
 def slice_confidence(conf: Confidence, text: str, start: int, end: int) -> Confidence:
     """The tokens of ``conf`` (whose texts concatenate to ``text``) that overlap ``[start, end)``."""
     out = []
@@ -113,7 +108,7 @@ class Analyzer:
 
     def analyze_many(self, items: Sequence[AnalysisItem]) -> list[Analysis]:
         """Analyze a batch: one extraction pass and one corpus query per distinct term/pair."""
-        spans = [split_sentences(it.answer) if self.per_sentence else [] for it in items]
+        spans = [sentence_spans(it.answer) if self.per_sentence else [] for it in items]
         texts: list[str] = []
         for it, sp in zip(items, spans):
             texts.append(it.question)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from quco.analyze import AnalysisItem, Analyzer, slice_confidence, split_sentences
+from quco.analyze import AnalysisItem, Analyzer, slice_confidence
+from quco.nlp.sentences import sentence_spans
 from quco.risk import feature_vector
 from quco.testing import FakeCorpus, FakeExtractor, FakeGenerator
 
@@ -13,9 +14,9 @@ DOCS = ["Paris is the capital of France.", "Berlin is the capital of Germany.", 
 
 def test_split_sentences_spans() -> None:
     text = "Paris is big. It is in France!\nRome too? 3.5 m is short."
-    spans = split_sentences(text)
+    spans = sentence_spans(text)
     assert [text[a:b] for a, b in spans] == ["Paris is big.", "It is in France!", "Rome too?", "3.5 m is short."]
-    assert split_sentences("") == [] and split_sentences("   ") == []
+    assert sentence_spans("") == [] and sentence_spans("   ") == []
 
 
 def test_analysis_counts_and_pairs_deduplicated() -> None:

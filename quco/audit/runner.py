@@ -51,10 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quco.analyze import Analysis, AnalysisItem, Analyzer, split_sentences
+from quco.analyze import Analysis, AnalysisItem, Analyzer
 from quco.audit.rows import AuditRow, BadRow, RawLine, parse_raw, read_lines
 from quco.audit.verdicts import Judge
 from quco.errors import BadInputError, QucoError
+from quco.nlp.sentences import sentence_spans
 from quco.prompts import qa_prompt
 from quco.protocols import Extractor, Scorer
 from quco.risk.features import EntityCount, PairCount
@@ -250,7 +251,7 @@ class Auditor:
         for r in rows:
             texts += [r.question, r.answer]
             if self.analyzer.per_sentence:
-                texts += [r.answer[a:b] for a, b in split_sentences(r.answer)]
+                texts += [r.answer[a:b] for a, b in sentence_spans(r.answer)]
         try:
             ex.entities_many(texts)
         except QucoError as exc:

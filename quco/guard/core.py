@@ -31,12 +31,13 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from quco.analyze import slice_confidence, split_sentences
+from quco.analyze import slice_confidence
 from quco.corpus.base import CorpusStats
 from quco.errors import BadInputError, QucoError
 from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique
 from quco.guard.rules import POLICIES
 from quco.guard.trace import BackendError, Clock, GuardResult, Retrieval, SentenceRecord, Stage1Record
+from quco.nlp.sentences import sentence_spans
 from quco.prompts import qa_prompt
 from quco.protocols import Extractor, Generator, Retriever, Scorer
 from quco.types import Confidence, Document, Generation
@@ -74,7 +75,7 @@ def _first_sentence(gen: Generation) -> _Piece:
     nl = body.find("\n")
     if nl >= 0:  # the short-answer format ends an answer at a newline
         body, ended = body[:nl], True
-    spans = split_sentences(body)
+    spans = sentence_spans(body)
     if len(spans) > 1:  # the generator ran past the first sentence
         body, ended = body[: spans[0][1]], False
     elif not ended and gen.finish_reason == "stop" and not _SENT_END.search(body):

@@ -50,11 +50,11 @@ from langchain_core.retrievers import BaseRetriever  # noqa: E402
 from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 from pydantic import ConfigDict  # noqa: E402
 
-from quco.analyze import split_sentences  # noqa: E402
 from quco.corpus.base import CorpusStats  # noqa: E402
 from quco.errors import BadInputError, QucoError  # noqa: E402
 from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique  # noqa: E402
 from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Stage1Record  # noqa: E402
+from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
 from quco.protocols import Extractor, Retriever  # noqa: E402
 from quco.types import Document, Entity  # noqa: E402
@@ -247,7 +247,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
 
     def _stage2(self, st: _State, text: str) -> list[SentenceRecord]:
         records = []
-        for i, (a, b) in enumerate(split_sentences(text)):
+        for i, (a, b) in enumerate(sentence_spans(text)):
             sent = text[a:b].strip()
             before = st.clock.snapshot()
             v = st.checker.sentence(st.question, st.q_ents, st.stage1.entities, sent, None)
@@ -390,5 +390,5 @@ def _chunk_fields(msg: AIMessage) -> dict[str, Any]:
 
 def _first_sentence(text: str) -> str:
     text = text.strip().split("\n", 1)[0]
-    spans = split_sentences(text)
+    spans = sentence_spans(text)
     return text[spans[0][0] : spans[0][1]].strip() if spans else ""
