@@ -209,3 +209,91 @@ def test_continuation_beyond_context_keeps_its_start(small_lm, caplog):
     assert any("continuation" in r.getMessage() for r in caplog.records)
     assert 0 < len(conf) < 64
     assert cont.startswith("".join(t.token for t in conf.tokens))
+
+
+# ---------------------------------------------------------------- prefix KV cache
+
+
+def _fewshot_pairs() -> list[tuple[str, str]]:
+    from quco.prompts import qa_prompt
+
+    return [
+        (qa_prompt("Who wrote Hamlet?"), "William Shakespeare wrote Hamlet."),
+        (qa_prompt("What is the capital of Peru?"), "Lima"),
+        (qa_prompt("Which band recorded Abbey Road, and where?"), "The Beatles, at EMI Studios in London."),
+        (qa_prompt("x"), " y z"),
+    ]
+
+
+def _spy(monkeypatch, scorer) -> list[int]:
+    """Counts the batches scored after a cached shared prefix (the shared length of each)."""
+    calls: list[int] = []
+    real = scorer._score_after_prefix
+
+    def wrapped(batch, results, n, kv):
+        calls.append(n)
+        return real(batch, results, n, kv)
+
+    monkeypatch.setattr(scorer, "_score_after_prefix", wrapped)
+    return calls
+
+
+def test_prefix_cache_equals_plain_scoring(small_lm, monkeypatch):
+    from quco.lm.confidence import MIN_SHARED_PREFIX, ConfidenceScorer
+
+    pairs = _fewshot_pairs()
+    plain = ConfidenceScorer(small_lm, prefix_cache=False)
+    cached = ConfidenceScorer(small_lm, batch_size=3)
+    calls = _spy(monkeypatch, cached)
+    want = plain.score_many(pairs)
+    batched = cached.score_many(pairs)
+    one_by_one = [cached.score(p, c) for p, c in pairs]
+    with_prefix = cached.score(pairs[0][0], " It was first staged", prefix="Shakespeare.")
+    # the shared few-shot start is well past the threshold and every batch went through the cache
+    assert len(calls) == 2 + len(pairs) + 1 and min(calls) >= 3 * MIN_SHARED_PREFIX
+    assert cached._shared is not None and plain._shared is None
+    for a, b, c in zip(want, batched, one_by_one):
+        _close(a, b)
+        _close(a, c)
+    _close(plain.score(pairs[0][0], " It was first staged", prefix="Shakespeare."), with_prefix)
+    # and against a full forward pass written without quco
+    ids, lps, ents = _manual(small_lm, pairs[1][0], pairs[1][1])
+    assert [t.token_id for t in batched[1].tokens] == ids
+    assert [t.logprob for t in batched[1].tokens] == pytest.approx(lps, abs=_tol())
+    assert [t.entropy for t in batched[1].tokens] == pytest.approx(ents, abs=_tol())
+
+
+def test_prefix_cache_follows_changing_prompts(small_lm, monkeypatch):
+    """A cache kept from one prompt family is cut back or rebuilt for the next, never reused wrongly."""
+    from quco.lm.confidence import ConfidenceScorer
+
+    fewshot = _fewshot_pairs()
+    plain_prompts = [
+        ("Name a large city in Germany and say why it is famous.", "Berlin is famous for its wall."),
+        ("Name a large city in Germany and say why it is loved.", "Munich, for its beer gardens."),
+    ]
+    plain = ConfidenceScorer(small_lm, prefix_cache=False)
+    cached = ConfidenceScorer(small_lm)
+    calls = _spy(monkeypatch, cached)
+    for pairs in (fewshot[:2], plain_prompts, fewshot[2:], plain_prompts[:1]):
+        got = cached.score_many(pairs)
+        for a, b in zip(plain.score_many(pairs), got):
+            _close(a, b)
+        assert cached._shared is not None
+        shared_ids = cached._shared[0]
+        ctx = cached._prepare(0, pairs[0][0], [1], "").context.ids
+        assert ctx[: len(shared_ids)] == shared_ids  # the kept start is this call's
+    assert len(calls) == 4
+
+
+def test_prefix_cache_turns_off_for_other_cache_kinds(small_lm, monkeypatch):
+    import quco.lm.confidence as mod
+
+    pairs = _fewshot_pairs()[:2]
+    want = mod.ConfidenceScorer(small_lm, prefix_cache=False).score_many(pairs)
+    monkeypatch.setattr(mod, "_cache_tensors", lambda cache: None)  # e.g. a sliding-window model's cache
+    scorer = mod.ConfidenceScorer(small_lm)
+    got = scorer.score_many(pairs)
+    assert scorer.prefix_cache is False and scorer._shared is None
+    for a, b in zip(want, got):
+        _close(a, b)
