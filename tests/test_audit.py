@@ -577,3 +577,65 @@ def test_real_scorer_confidence_reaches_the_record(tmp_path: Path, scorer: Any) 
     conf = rec["confidence"]
     assert conf["n_tokens"] >= 5 and conf["mean_logprob"] < 0 and 0 < conf["min_prob"] < 1
     assert rec["verdicts"]["flare"]["probability"] == pytest.approx(1 - conf["min_prob"], abs=1e-5)
+
+
+def _fitted(path: Path, features: str, *, flip: bool = False) -> Path:
+    """A RiskScorer fitted on synthetic rows where rare entities and unseen pairs mean risk; saved as JSON."""
+    import math
+    import random
+
+    from quco.risk.combined import RiskScorer
+    from quco.risk.features import ALL_FEATURES
+
+    rng = random.Random(7)
+    rows, labels = [], []
+    for i in range(200):
+        lab = i % 2
+        f = {k: rng.gauss(0, 1) for k in ALL_FEATURES}
+        f["pair_cooc_min"] = rng.gauss(0.3 if lab else 2.0, 0.7)
+        f["q_ent_freq_min"] = rng.gauss(1.0 if lab else 3.0, 1.0)
+        if rng.random() < 0.2:
+            f["pair_cooc_min"] = math.nan
+        rows.append(f)
+        labels.append(1 - lab if flip else lab)
+    return RiskScorer(features=features).fit(rows, labels).save(path)
+
+
+def test_cli_risk_model_from_calibrate_gives_the_combined_verdict(
+    tmp_path: Path, small_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"question": "What is the capital of France?", "answer": "Paris is the capital of France."},
+        {"question": "Where was Marie Curie born?", "answer": "Marie Curie was born in Reykjavik."},
+        {"question": "Who wrote Emma?", "answer": "Jane Austen wrote Emma in England."},
+    ]
+    src = _write(tmp_path / "in.jsonl", [json.dumps(r).encode() for r in rows])
+    base = ["audit", str(src), "--index", str(small_index), "--no-model", "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "plain.jsonl")]) == 0
+    assert all("combined" not in r["verdicts"] for r in _read_jsonl(tmp_path / "plain.jsonl"))
+
+    probs = []
+    for name, flip in (("a", False), ("b", True)):
+        model = _fitted(tmp_path / f"{name}.json", "data", flip=flip)
+        out = tmp_path / f"{name}.jsonl"
+        assert main([*base, "--out", str(out), "--risk-model", str(model)]) == 0
+        recs = _read_jsonl(out)
+        assert all(r["risk"] == r["verdicts"]["combined"]["probability"] for r in recs)
+        probs.append([r["risk"] for r in recs])
+    # the model with the labels flipped gives the complementary probabilities: the file's model is the one used
+    assert len(set(probs[0])) > 1
+    assert probs[0] != pytest.approx(probs[1], abs=0.05)
+    assert [a + b for a, b in zip(*probs)] == pytest.approx([1.0] * len(rows), abs=1e-3)
+    capsys.readouterr()
+
+    # resuming an output with another scorer is refused
+    assert main([*base, "--out", str(tmp_path / "a.jsonl"), "--risk-model", str(tmp_path / "b.json")]) == 1
+    assert "other options" in capsys.readouterr().err
+    # a scorer that needs the model's confidence cannot run with --no-model: one line, exit 1
+    both = _fitted(tmp_path / "both.json", "all")
+    assert main([*base, "--out", str(tmp_path / "c.jsonl"), "--risk-model", str(both)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "confidence features" in err
+    assert not (tmp_path / "c.jsonl").exists()
+    assert main([*base, "--out", str(tmp_path / "d.jsonl"), "--risk-model", str(tmp_path / "nope.json")]) == 1
+    assert "no risk-scorer file" in capsys.readouterr().err

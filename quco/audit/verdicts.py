@@ -67,7 +67,8 @@ class Judge:
         return out
 
 
-def _data_only(scorer: Any) -> bool:
+def is_data_only(scorer: Any) -> bool:
+    """Whether a fitted scorer uses data-side features alone (usable without a model)."""
     names = getattr(scorer, "feature_names_", None) or ()
     return bool(names) and all(n in DATA_FEATURES for n in names)
 
@@ -103,7 +104,7 @@ def load_combined(*, model: bool) -> Any | None:
         except (QucoError, ValueError, KeyError, TypeError) as exc:
             log.warning("skipping %s: %s", ref.name, exc)
             continue
-        if _data_only(sc):
+        if is_data_only(sc):
             return sc
     return None
 

@@ -23,8 +23,9 @@ policy (quco; flare and combined with a model), per-sentence risks with their
 reasons, the entities and pairs with their corpus counts and, with context,
 which answer entities the context contains. Policies: quco = QuCo's corpus
 rules; flare = FLARE's token-probability rule (needs the model); combined = the
-packaged fitted scorer (with --no-model a data-only one if packaged, else
-omitted).
+packaged fitted scorer, or the one given with --risk-model (fit your own on
+labelled answers like yours with 'quco calibrate'; with --no-model it must use
+data-side features alone, else it is omitted).
 
 resuming: OUT.state.json records the input lines consumed and the committed
 length of OUT after each batch; rerunning the same command after an
@@ -71,6 +72,11 @@ def register(sub: Any) -> None:
     )
     g.add_argument("--no-model", action="store_true", help="data side only: no flare verdict, no model load")
     p.add_argument(
+        "--risk-model",
+        metavar="MODEL.json",
+        help="combined scorer fitted with 'quco calibrate' (default: the packaged one)",
+    )
+    p.add_argument(
         "--batch-size", type=int, default=64, metavar="N", help="input lines per batch/commit (default 64)"
     )
     p.add_argument(
@@ -109,6 +115,12 @@ def _index_location(arg: str | None) -> str:
     return str(loc)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run(args: argparse.Namespace) -> int:
     from quco.errors import BadInputError
 
@@ -136,7 +148,18 @@ def run(args: argparse.Namespace) -> int:
 
         model_name = canonical(args.model)
         scorer = ConfidenceScorer(model_name)
-    combined = load_combined(model=use_model)
+    if args.risk_model:
+        from quco.audit.verdicts import is_data_only
+        from quco.risk.combined import RiskScorer
+
+        combined = RiskScorer.load(args.risk_model)
+        if not use_model and not is_data_only(combined):
+            raise BadInputError(
+                f"{args.risk_model} uses confidence features: drop --no-model, "
+                "or fit it with 'quco calibrate --features data'"
+            )
+    else:
+        combined = load_combined(model=use_model)
     judge = default_judge(model=use_model, combined=combined)
     remote = location.startswith(("http://", "https://"))
     if args.remote_index and not remote:
@@ -153,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
             "window": args.window,
             "policies": list(judge.names),
         }
+        if args.risk_model:  # another scorer gives other risks: no resuming across it
+            settings["risk_model"] = _sha256(Path(args.risk_model))
         summary = run_audit(
             args.input,
             args.out,
