@@ -297,3 +297,20 @@ def test_prefix_cache_turns_off_for_other_cache_kinds(small_lm, monkeypatch):
     assert scorer.prefix_cache is False and scorer._shared is None
     for a, b in zip(want, got):
         _close(a, b)
+
+
+def test_prefix_cache_is_safe_across_threads(small_lm):
+    """Threads scoring different prompt families through one scorer (as LangChain's batch does) get plain figures."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from quco.lm.confidence import ConfidenceScorer
+
+    families = [_fewshot_pairs()[:2], [(PROMPT, "Paris."), ("Hi", " hello there")], _fewshot_pairs()[2:]]
+    plain = ConfidenceScorer(small_lm, prefix_cache=False)
+    want = [plain.score_many(f) for f in families]
+    shared = ConfidenceScorer(small_lm)
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(shared.score_many, families * 2))
+    for w, g in zip(want * 2, got):
+        for a, b in zip(w, g):
+            _close(a, b)

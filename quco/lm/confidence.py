@@ -348,10 +348,11 @@ class ConfidenceScorer:
         want = batch[0].context.ids[:n]
         have = 0
         kv: list[tuple[Any, Any]] | None = None
-        if self._shared is not None:
-            have = _common_length([self._shared[0], want])
+        cur = self._shared  # one read: another thread may replace it
+        if cur is not None:
+            have = _common_length([cur[0], want])
             if have >= MIN_SHARED_PREFIX:
-                kv = self._shared[1]
+                kv = cur[1]
             else:
                 have = 0
         if kv is None or have < n:
