@@ -140,6 +140,18 @@ def run(args: argparse.Namespace) -> int:
     from quco.nlp.entities import EntityExtractor
 
     use_model = not args.no_model
+    if args.risk_model:
+        from quco.audit.verdicts import is_data_only
+        from quco.risk.combined import RiskScorer
+
+        combined: Any = RiskScorer.load(args.risk_model)
+        if not use_model and not is_data_only(combined):
+            raise BadInputError(
+                f"{args.risk_model} uses confidence features: drop --no-model, "
+                "or fit it with 'quco calibrate --features data'"
+            )
+    else:
+        combined = load_combined(model=use_model)
     model_name = None
     scorer = None
     if use_model:
@@ -148,18 +160,6 @@ def run(args: argparse.Namespace) -> int:
 
         model_name = canonical(args.model)
         scorer = ConfidenceScorer(model_name)
-    if args.risk_model:
-        from quco.audit.verdicts import is_data_only
-        from quco.risk.combined import RiskScorer
-
-        combined = RiskScorer.load(args.risk_model)
-        if not use_model and not is_data_only(combined):
-            raise BadInputError(
-                f"{args.risk_model} uses confidence features: drop --no-model, "
-                "or fit it with 'quco calibrate --features data'"
-            )
-    else:
-        combined = load_combined(model=use_model)
     judge = default_judge(model=use_model, combined=combined)
     remote = location.startswith(("http://", "https://"))
     if args.remote_index and not remote:
