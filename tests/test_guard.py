@@ -405,6 +405,11 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     assert none["em"] == 0.5 and single["em"] == 0.5 and none["retrievals_per_question"] == 0.0
     assert single["retrievals_per_question"] == 1.0 and none["seconds_per_question"] >= 0
     assert "| none | 0.500 |" in (tmp_path / "qa.md").read_text()
+    # intervals: none is right on row 2000 only, single on row 2001 only
+    assert none["accuracy_ci"][0] <= none["accuracy"] <= none["accuracy_ci"][1]
+    assert none["accuracy_ci"][0] < none["accuracy_ci"][1]
+    diff = d["differences"]["none - single"]
+    assert diff["accuracy"] == 0.0 and diff["accuracy_ci"][0] < 0 < diff["accuracy_ci"][1]
     # resume: nothing is answered again
     seen.clear()
     run_qa(rows, guards, tmp_path, config={"model": "script"}, progress=False, on_record=seen.append)

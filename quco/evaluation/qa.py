@@ -11,6 +11,11 @@ against HaluEval's ``right_answer`` with SQuAD normalization
   ``llm_calls_per_question``, ``tokens_per_question``, ``seconds_per_question``,
   and ``overhead_share`` (the guard's own checks over generation time).
 
+Uncertainty: ``accuracy_ci`` and ``f1_ci`` are 95% bootstrap intervals over
+questions; ``differences`` gives, for every pair of policies, the accuracy and
+F1 difference with a paired bootstrap interval (the same resampled questions
+for both), so "A beats B" can be read off as an interval that excludes 0.
+
 Per-row results are appended to ``qa_rows.jsonl`` as they are made, so an
 interrupted run resumes where it stopped. ``qa.json`` and ``qa.md`` summarize the
 rows that every policy has answered.
@@ -25,6 +30,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from quco.datasets import QARow
 from quco.errors import BadInputError
@@ -110,8 +117,17 @@ def load_records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+#: bootstrap resamples for the intervals in the summary
+N_BOOT = 2000
+
+
+def _interval(per_boot: Any) -> list[float]:
+    lo, hi = np.percentile(per_boot, [2.5, 97.5])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
 def summarize(records: Iterable[Mapping[str, Any]], policies: Sequence[str]) -> dict[str, Any]:
-    """Per-policy means over the rows that every policy in ``policies`` has answered."""
+    """Per-policy means over the rows that every policy in ``policies`` has answered, with bootstrap intervals."""
     by: dict[str, dict[int, Mapping[str, Any]]] = {p: {} for p in policies}
     for r in records:
         if r["policy"] in by:
@@ -135,19 +151,42 @@ def summarize(records: Iterable[Mapping[str, Any]], policies: Sequence[str]) -> 
             "llm_calls_per_question": mean("llm_calls"),
             "tokens_per_question": mean("tokens"),
             "seconds_per_question": mean("seconds"),
-            "overhead_share": round(sum(float(r["overhead_seconds"]) for r in rs) / gen, 6) if gen > 0 else None,
+            "overhead_share": round(sum(float(r["overhead_seconds"]) for r in rs) / gen, 6)
+            if gen > 0
+            else None,
             "stage1_retrieval_rate": mean("stage1_retrieved"),
         }
+    if n == 0:
+        return out
+    idx = np.random.default_rng(0).integers(0, n, (N_BOOT, n))
+    vals = {
+        (p, m): np.array([float(by[p][i][m]) for i in rows]) for p in policies for m in ("accuracy", "f1")
+    }
+    boots = {k: v[idx].mean(axis=1) for k, v in vals.items()}
+    for p in policies:
+        out["policies"][p]["accuracy_ci"] = _interval(boots[p, "accuracy"])
+        out["policies"][p]["f1_ci"] = _interval(boots[p, "f1"])
+    diffs: dict[str, Any] = {}
+    for i, a in enumerate(policies):
+        for b in policies[i + 1 :]:
+            d: dict[str, Any] = {}
+            for m in ("accuracy", "f1"):
+                d[m] = round(float(vals[a, m].mean() - vals[b, m].mean()), 6)
+                d[f"{m}_ci"] = _interval(boots[a, m] - boots[b, m])
+            diffs[f"{a} - {b}"] = d
+    out["differences"] = diffs
     return out
 
 
 def markdown_table(summary: Mapping[str, Any], *, command: str = "") -> str:
     """The summary as a markdown table (one row per policy)."""
-    head = "| policy | EM | F1 | accuracy | retrievals/q | LLM calls/q | tokens/q | s/q |"
+    head = "| policy | EM | F1 | accuracy [95% CI] | retrievals/q | LLM calls/q | tokens/q | s/q |"
     lines = [head, "|" + "---|" * 8]
     for p, m in summary["policies"].items():
+        ci = m.get("accuracy_ci")
+        acc = f"{m['accuracy']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         lines.append(
-            f"| {p} | {m['em']:.3f} | {m['f1']:.3f} | {m['accuracy']:.3f} | {m['retrievals_per_question']:.2f} | "
+            f"| {p} | {m['em']:.3f} | {m['f1']:.3f} | {acc} | {m['retrievals_per_question']:.2f} | "
             f"{m['llm_calls_per_question']:.2f} | {m['tokens_per_question']:.1f} | {m['seconds_per_question']:.2f} |"
         )
     rows = summary.get("rows") or []
