@@ -47,9 +47,11 @@ def load_generator(model: str | None = None) -> Any:
 
 
 def load_extractor() -> Any:
-    """The default spaCy entity extractor."""
+    """The default spaCy entity extractor, loaded now (not inside the first answer's timing)."""
     mod = importlib.import_module("quco.nlp.entities")
-    return mod.EntityExtractor()
+    ex = mod.EntityExtractor()
+    ex.nlp  # noqa: B018 - loads the spaCy pipeline
+    return ex
 
 
 def build_guard(
