@@ -228,13 +228,15 @@ def _fewshot_pairs() -> list[tuple[str, str]]:
 def _spy(monkeypatch, scorer) -> list[int]:
     """Counts the batches scored after a cached shared prefix (the shared length of each)."""
     calls: list[int] = []
-    real = scorer._score_after_prefix
+    real = scorer._shared_prefix
 
-    def wrapped(batch, results, n, kv):
-        calls.append(n)
-        return real(batch, results, n, kv)
+    def wrapped(batch):
+        shared = real(batch)
+        if shared is not None:
+            calls.append(shared[0])
+        return shared
 
-    monkeypatch.setattr(scorer, "_score_after_prefix", wrapped)
+    monkeypatch.setattr(scorer, "_shared_prefix", wrapped)
     return calls
 
 

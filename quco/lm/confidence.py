@@ -299,37 +299,37 @@ class ConfidenceScorer:
         if len(batch) == 1 and (len(batch[0].target) + 1) * self._vocab_size() > MAX_LOGIT_ELEMENTS:
             self._score_long(batch[0], results)
             return
-        if self.prefix_cache:
-            shared = self._shared_prefix(batch)
-            if shared is not None:
-                self._score_after_prefix(batch, results, *shared)
-                return
+        # the shared start's cache, when there is one: only the tokens after it are fed
+        shared = self._shared_prefix(batch) if self.prefix_cache else None
+        n, kv = shared if shared is not None else (0, None)
         torch = require("torch")
         model, dev = self.lm.model, self.lm.device
-        seqs = [list(it.context.ids) + list(it.target) for it in batch]
+        seqs = [list(it.context.ids[n:]) + list(it.target) for it in batch]
         width = max(len(s) for s in seqs)
         keep = max(len(it.target) for it in batch) + 1
         pad = self.lm.tokenizer.pad_token_id
         pad = 0 if pad is None else int(pad)
-        # left padding: every continuation ends at the last position
+        # padding before each pair's own tokens (after the shared start): every continuation ends at the last position
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        own = torch.zeros((len(seqs), width), dtype=torch.long)
         for r, s in enumerate(seqs):
             ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            own[r, width - len(s) :] = 1
+        positions = n + (own.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([torch.ones((len(seqs), n), dtype=torch.long), own], dim=1) if n else own
         with torch.inference_mode():
             logits, _ = forward_logits(
                 model,
                 keep,
+                cache=_cache_from(kv, n, len(seqs)) if kv is not None else None,
                 input_ids=ids.to(dev),
                 attention_mask=mask.to(dev),
                 position_ids=positions.to(dev),
-                use_cache=False,
+                use_cache=kv is not None,
             )  # [B, keep, V]; the last position predicts nothing we need
             for r, it in enumerate(batch):
-                n = len(it.target)
-                rows = logits[r, keep - 1 - n : keep - 1]
+                k = len(it.target)
+                rows = logits[r, keep - 1 - k : keep - 1]
                 tgt = torch.tensor(it.target, dtype=torch.long, device=rows.device)
                 lps, ents = logprobs_entropies(rows, tgt)
                 results[it.index] = self._confidence(it, lps, ents)
@@ -380,42 +380,6 @@ class ConfidenceScorer:
                 return None
         self._shared = (tuple(want), kv)
         return n, kv
-
-    def _score_after_prefix(
-        self, batch: list[_Item], results: list[Confidence], n: int, kv: list[tuple[Any, Any]]
-    ) -> None:
-        """:meth:`_score_batch` feeding only the tokens after the shared ``n``-token start, whose cache is ``kv``."""
-        torch = require("torch")
-        model, dev = self.lm.model, self.lm.device
-        seqs = [list(it.context.ids[n:]) + list(it.target) for it in batch]
-        width = max(len(s) for s in seqs)
-        keep = max(len(it.target) for it in batch) + 1
-        pad = self.lm.tokenizer.pad_token_id
-        pad = 0 if pad is None else int(pad)
-        # padding between the shared start and each pair's own tokens: every continuation ends at the last position
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        own = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s) :] = torch.tensor(s, dtype=torch.long)
-            own[r, width - len(s) :] = 1
-        positions = n + (own.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([torch.ones((len(seqs), n), dtype=torch.long), own], dim=1)
-        with torch.inference_mode():
-            logits, _ = forward_logits(
-                model,
-                keep,
-                cache=_cache_from(kv, n, len(seqs)),
-                input_ids=ids.to(dev),
-                attention_mask=mask.to(dev),
-                position_ids=positions.to(dev),
-                use_cache=True,
-            )
-            for r, it in enumerate(batch):
-                k = len(it.target)
-                rows = logits[r, keep - 1 - k : keep - 1]
-                tgt = torch.tensor(it.target, dtype=torch.long, device=rows.device)
-                lps, ents = logprobs_entropies(rows, tgt)
-                results[it.index] = self._confidence(it, lps, ents)
 
     def _score_long(self, it: _Item, results: list[Confidence]) -> None:
         """One continuation too long for its logits at once: chunks through the KV cache."""
