@@ -115,12 +115,6 @@ def _index_location(arg: str | None) -> str:
     return str(loc)
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run(args: argparse.Namespace) -> int:
     from quco.errors import BadInputError
 
@@ -177,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
             "policies": list(judge.names),
         }
         if args.risk_model:  # another scorer gives other risks: no resuming across it
-            settings["risk_model"] = _sha256(Path(args.risk_model))
+            from quco.models import file_sha256
+
+            settings["risk_model"] = file_sha256(Path(args.risk_model))
         summary = run_audit(
             args.input,
             args.out,

@@ -215,17 +215,12 @@ def read_passages(path: Path) -> list[Passage]:
     return out
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file."""
-    from quco.models import file_sha256
-
-    return file_sha256(path)
-
-
 def new_manifest(
     kinds: Sequence[str], n_passages: int, sources: Sequence[Path], passage_words: int
 ) -> dict[str, Any]:
     """The manifest common part; retrievers add their own sections (``bm25``, ``dense``)."""
+    from quco.models import file_sha256
+
     return {
         "format": "quco-retrieval",
         "format_version": FORMAT_VERSION,
@@ -236,7 +231,7 @@ def new_manifest(
         "embedding_model": None,
         "dims": None,
         "faiss_index": None,
-        "sources": [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sources],
+        "sources": [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in sources],
         "quco_version": __version__,
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
