@@ -54,7 +54,9 @@ def one_token_words(small_stats) -> list[tuple[str, int, int]]:
     return out
 
 
-def _corpus(words: list[tuple[str, int, int]], n_tokens: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
+def _corpus(
+    words: list[tuple[str, int, int]], n_tokens: int, seed: int
+) -> tuple[list[str], list[np.ndarray]]:
     """Documents of 1-300 words (one token each) with ``n_tokens`` tokens in all, and their token ids.
 
     Words are drawn Zipf-like, so the corpus has frequent and rare words.
@@ -219,7 +221,8 @@ def test_table_problem_finds_each_kind_of_damage(tmp_path) -> None:
     odd[0] += 1
     assert "token-aligned" in (check(odd) or "")
     swapped = good.copy()
-    i = next(i for i in range(good.size - 1) if tok.read_bytes()[good[i] :][:4] != tok.read_bytes()[good[i + 1] :][:4])
+    raw = tok.read_bytes()
+    i = next(i for i in range(good.size - 1) if raw[good[i] :][:4] != raw[good[i + 1] :][:4])
     swapped[i], swapped[i + 1] = good[i + 1], good[i]
     assert "not sorted" in (check(swapped) or "")
     assert "cannot read" in (table_problem(tok, d / "missing.0", 2) or "")
