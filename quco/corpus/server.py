@@ -368,21 +368,25 @@ def open_indexes(dirs: Sequence[str | Path | CorpusStats], **kwargs: Any) -> lis
 def _open_into(
     out: list[ServedIndex], dirs: Sequence[str | Path | CorpusStats], kwargs: dict[str, Any]
 ) -> None:
-    for i, d in enumerate(dirs):
+    named: list[tuple[str, Path | CorpusStats]] = []
+    for i, d in enumerate(dirs):  # every name first, so that a clash is reported before anything opens
+        what: Path | CorpusStats
         if isinstance(d, CorpusStats):
             src = getattr(d, "index_dir", None)
-            name, path = (Path(str(src)).name if src else f"index{i}"), None
+            name, what = (Path(str(src)).name if src else f"index{i}"), d
         else:
             given, path = split_named(d)
-            name = given or Path(os.path.abspath(path)).name or str(path)
-        if any(ix.name == name for ix in out):
+            name, what = given or Path(os.path.abspath(path)).name or str(path), path
+        if any(n == name for n, _ in named):
             raise BadInputError(f"two indexes are named {name!r}: name them with NAME=DIR")
-        if path is None:
-            out.append(ServedIndex(name, d, owned=False))  # type: ignore[arg-type]
+        named.append((name, what))
+    for name, what in named:
+        if isinstance(what, CorpusStats):
+            out.append(ServedIndex(name, what, owned=False))
         else:
             from quco.corpus.local import LocalStats
 
-            out.append(ServedIndex(name, LocalStats(path, **kwargs)))
+            out.append(ServedIndex(name, LocalStats(what, **kwargs)))
 
 
 def _close_owned(indexes: Iterable[ServedIndex]) -> None:
