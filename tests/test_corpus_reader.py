@@ -124,8 +124,13 @@ def test_corpus_without_usable_document_fails(tmp_path):
         list(iter_documents([tmp_path / "empty.jsonl"]))
 
 
-def test_corrupt_gzip_is_a_corpus_error(tmp_path):
+def test_corrupt_gzip_keeps_the_rows_before_the_damage(tmp_path):
     p = tmp_path / "broken.jsonl.gz"
     p.write_bytes(gzip.compress(_jsonl([{"text": "x"}] * 100).encode())[:40])
+    report = ReadReport()
+    docs = list(iter_documents([p], report))
+    assert 0 < len(docs) <= 100 and all(d.text == "x" for d in docs)  # (the cut took the trailer)
+    assert "cannot read the rest of the file" in report.bad_rows[-1].reason
+    p.write_bytes(b"\x1f\x8b\x08\x00 not gzip at all")  # nothing readable: the corpus is unusable
     with pytest.raises(CorpusError, match="cannot read"):
         list(iter_documents([p]))

@@ -46,7 +46,7 @@ def test_document_lookup_equals_binary_search(small_stats):
 
 
 def test_range_counting_merge_equals_binary_search():
-    from quco.corpus.local import _count_in_ranges
+    from quco.corpus.cnf import count_in_ranges as _count_in_ranges
 
     rng = np.random.default_rng(1)
     for nb, nq in ((50, 10), (50, 40), (1000, 900), (300, 3000), (0, 5), (5, 0)):

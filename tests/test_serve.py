@@ -67,7 +67,16 @@ def fake_server() -> Iterator[str]:
             "max_diff_tokens",
         ),
         ({"query_type": "count", "query": "Paris AND France", "mode": "near"}, 400, "mode"),
-        ({"query_type": "count", "query": "A AND B AND C"}, 400, "two"),
+        ({"query_type": "count", "query": "A AND B AND C"}, 400, "local index"),  # the fake has no CNF
+        ({"query_type": "count", "query": "A AND B AND C AND D AND E"}, 400, "at most 4 AND clauses"),
+        ({"query_type": "count", "query": "A OR B OR C OR D OR E"}, 400, "at most 4 OR terms"),
+        ({"query_type": "count", "query": "A AND B", "max_diff_tokens": 1001}, 400, "at most 1000"),
+        ({"query_type": "count", "query": "A AND B", "max_clause_freq": 500_001}, 400, "at most 500000"),
+        ({"query_type": "count", "query": "A AND B", "max_clause_freq": 0}, 400, "max_clause_freq"),
+        ({"query_type": "count", "query": "\ud800"}, 400, "unicode"),
+        ({"query_type": "count", "query_ids": [[[1]]] * 5}, 400, "at most 4 AND clauses"),
+        ({"query_type": "count", "query_ids": [1] * 501}, 400, "500"),
+        ({"query_type": "count", "index": ["x"], "query": "Paris"}, 400, "unknown index"),
         ({"query_type": "count", "query": "Paris AND "}, 400, "empty"),
         ({"query_type": "count", "query_ids": "12"}, 400, "query_ids"),
     ],
@@ -264,3 +273,45 @@ def test_cli_serve_starts_and_answers(small_index) -> None:
 
 def test_remote_count_type(fake_server: str) -> None:
     assert RemoteStats(fake_server).count("Paris") == Count(1)
+
+
+@pytest.mark.slow
+def test_name_equals_dir_and_aliases(small_index, tmp_path) -> None:
+    from quco.corpus.server import split_named
+
+    assert split_named(f"v4_x={small_index}") == ("v4_x", small_index)
+    odd = tmp_path / "with=sign"
+    odd.mkdir()
+    assert split_named(str(odd)) == (None, odd)  # an existing path holding '=' stays a path
+    server, url = serve_in_thread([f"v4_olmo-2-0325-32b-instruct_llama={small_index}", str(small_index)], aliases=["v4_rpj_llama_s4"])
+    try:
+        h = server.handler
+        assert list(h.indexes) == ["v4_olmo-2-0325-32b-instruct_llama", "index"]
+        assert h.health()["aliases"] == {"v4_rpj_llama_s4": "v4_olmo-2-0325-32b-instruct_llama"}
+        answers = [
+            post(url, {"query_type": "count", "index": name, "query": "Paris"})
+            for name in ("v4_olmo-2-0325-32b-instruct_llama", "v4_rpj_llama_s4", "index", None)
+        ]
+        assert [a[0] for a in answers] == [200] * 4 and len({a[1]["count"] for a in answers}) == 1
+        code, ans = post(url, {"query_type": "count", "index": "v4_other", "query": "Paris"})
+        assert code == 400 and "v4_rpj_llama_s4" in ans["error"]  # the error lists names and aliases
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["bad/name=DIR"], "bad index name"),
+        (["v4_x="], "directory after"),
+        (["DIR", "--alias", "a b"], "bad index name"),
+        (["a=DIR", "a=DIR"], "two indexes are named 'a'"),
+    ],
+)
+def test_cli_serve_bad_names_are_one_line(small_index, args, needle) -> None:
+    argv = [a.replace("DIR", str(small_index)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, "-m", "quco", "serve", *argv, "--port", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr

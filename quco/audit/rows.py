@@ -6,9 +6,11 @@ documents retrieved for the answer: a string or a list of strings), ``label``
 (1 = hallucinated, 0 = faithful; ``true``/``false`` accepted). Any other field
 passes through to the output row.
 
-A line that cannot be used — not UTF-8, not JSON, not an object, a missing or
-non-string ``question``/``answer``, a badly typed optional field, or a line
-longer than :data:`MAX_LINE_BYTES` — becomes a :class:`BadRow` with its line
+A line that cannot be used — not UTF-8, not JSON (or nested too deeply, or an
+integer past Python's digit limit), not an object, a string holding a lone
+surrogate escape such as ``"\ud800"`` (it cannot be written back as UTF-8), a
+missing or non-string ``question``/``answer``, a badly typed optional field,
+or a line longer than :data:`MAX_LINE_BYTES` — becomes a :class:`BadRow` with its line
 number and the reason; it never stops the audit. Blank lines are skipped.
 """
 
@@ -103,9 +105,21 @@ def parse_line(raw: bytes, line: int) -> AuditRow | BadRow | None:
         return BadRow(line, f"malformed JSON: {exc.msg} at column {exc.colno}", _excerpt(raw))
     except RecursionError:
         return BadRow(line, "malformed JSON: nested too deeply", _excerpt(raw))
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        return BadRow(line, f"malformed JSON: {str(exc).split(':')[0]}", _excerpt(raw))
     if not isinstance(obj, dict):
         return BadRow(line, f"a row must be a JSON object, got {type(obj).__name__}", _excerpt(raw))
+    if "\\u" in text and _has_lone_surrogate(obj):
+        return BadRow(line, "a string holds a lone surrogate escape (not valid Unicode)", _excerpt(raw))
     return _check(obj, line, raw)
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check(obj: dict[str, Any], line: int, raw: bytes) -> AuditRow | BadRow:

@@ -13,7 +13,8 @@ shard's suffix array (``table.s``). Per shard ``s``:
 - ``metadata.s``: one JSON line per document,
   ``{"path": FILE, "line": N, "metadata": {...other JSONL fields}}``;
 - ``metaoff.s``: uint64 byte offset of each line of ``metadata.s``;
-- ``table.s``: the suffix array (built by infini-gram).
+- ``table.s``: the suffix array (built by infini-gram's builder, then checked
+  and if need be rebuilt by :func:`quco.corpus.suffix_array.build_shard_table`).
 
 The build is atomic: it happens in a hidden sibling directory
 ``.NAME.tmp-PID`` that is renamed into place only once the manifest
@@ -31,7 +32,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,18 +47,17 @@ from quco._version import __version__
 from quco.corpus._tokenize import cached_tokenizer, encode_stream
 from quco.corpus.manifest import SHARD_FILES, Manifest, ShardInfo, SourceFile
 from quco.corpus.reader import BadRow, ReadReport, SourceDoc, iter_documents
+from quco.corpus.suffix_array import build_shard_table, build_suffix_arrays
 from quco.errors import BadInputError, EngineError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["BuildResult", "build_index", "build_shard_table", "build_suffix_arrays", "fast_tokenizer_info"]
 
 #: default tokens per shard (about 0.5 GB of tokens and 2 GB of suffix array at u16)
 DEFAULT_SHARD_SIZE = 250_000_000
 #: documents per tokenizer batch
 BATCH_DOCS = 512
-#: the open-file limit the infini-gram builder is run with (its default fails here)
-BUILDER_ULIMIT = 20000
-#: shards smaller than this (tokens) get a one-process suffix-array build
-SMALL_SHARD_TOKENS = 16384
 
 
 @dataclass(frozen=True)
@@ -208,76 +207,6 @@ def _available_mem_gib() -> int:
     except (ValueError, OSError):  # pragma: no cover - non-POSIX
         return 2
     return max(1, int(avail / 2**30 * 0.5))
-
-
-def _run_builder(work: Path, token_width: int, cpus: int, mem_gib: int) -> tuple[int, str]:
-    """Run infini-gram's builder on the single shard in ``work``: (exit code, last output line)."""
-    cmd = [
-        sys.executable, "-m", "infini_gram.indexing",
-        "--data_dir", str(work), "--save_dir", str(work), "--temp_dir", str(work / "tmp"),
-        "--token_dtype", "u16" if token_width == 2 else "u32",
-        "--shards", "1", "--cpus", str(max(1, cpus)), "--mem", str(max(1, mem_gib)),
-        "--ulimit", str(BUILDER_ULIMIT),
-    ]  # fmt: skip
-    log.info("building a suffix array: %s", " ".join(cmd))
-    try:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-        )
-    except OSError as exc:
-        raise EngineError(f"cannot run the infini-gram builder: {exc}") from exc
-    lines = [t.strip() for t in proc.stdout.splitlines() if t.strip() and "%|" not in t]
-    return proc.returncode, (lines[-1] if lines else "no output")
-
-
-def build_suffix_arrays(
-    index_dir: Path, n_shards: int, token_width: int, *, cpus: int, mem_gib: int, progress: bool | None = None
-) -> None:
-    """Run infini-gram's builder to write each shard's suffix array ``table.s``.
-
-    Each shard is built on its own (its files linked into a scratch folder as
-    shard 0), so that a small shard can use one process: the builder's
-    parallel merge fails on shards of a few thousand tokens.
-
-    Args:
-        index_dir: folder holding ``tokenized.s``/``offset.s`` for every shard.
-        n_shards: number of shards.
-        token_width: 2 or 4 bytes per token.
-        cpus: processes the builder may use.
-        mem_gib: memory (GiB) the builder may use.
-        progress: show a progress bar (None: only on a terminal).
-
-    Raises:
-        EngineError: the builder failed.
-    """
-    from tqdm.auto import tqdm
-
-    disable = None if progress is None else not progress
-    work = index_dir / "_sa_work"
-    try:
-        for s in tqdm(range(n_shards), desc="suffix arrays", unit="shard", disable=disable, file=sys.stderr):
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            for name in ("tokenized", "offset"):
-                os.symlink(index_dir / f"{name}.{s}", work / f"{name}.0")
-            tok_cnt = (index_dir / f"tokenized.{s}").stat().st_size // token_width
-            n_cpus = cpus if tok_cnt >= SMALL_SHARD_TOKENS else 1
-            rc, last = _run_builder(work, token_width, n_cpus, mem_gib)
-            if rc != 0 and n_cpus > 1:
-                log.info(
-                    "suffix-array build of shard %d failed with %d processes; retrying with one", s, n_cpus
-                )
-                (work / "table.0").unlink(missing_ok=True)
-                rc, last = _run_builder(work, token_width, 1, mem_gib)
-            table = work / "table.0"
-            if rc != 0 or not table.is_file():
-                hint = " (its builder allocates ~32 GiB of RAM for 4-byte tokens)" if token_width == 4 else ""
-                raise EngineError(
-                    f"the infini-gram suffix-array builder failed on shard {s} (exit {rc}): {last}{hint}"
-                )
-            os.replace(table, index_dir / f"table.{s}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def build_index(

@@ -8,7 +8,6 @@ import mmap
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,11 @@ import numpy as np
 from quco._deps import require
 from quco.corpus._tokenize import cached_tokenizer, encode_ids
 from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
+from quco.corpus.cnf import DocumentMap, Occurrences, check_mode, cooccurrence
 from quco.corpus.manifest import Manifest
 from quco.errors import BadInputError, EngineError, TokenizerMismatchError
 from quco.types import Count
 
-_MAX_WINDOW = (1 << 31) - 1
 #: suffix-array pointer widths (bytes) read straight from the memory-mapped table
 _PTR_DTYPES: dict[int, np.dtype[Any]] = {4: np.dtype("<u4"), 8: np.dtype("<u8")}
 #: terms whose occurrence arrays are kept between calls
@@ -30,76 +29,10 @@ _CACHE_TERMS = 64
 _CACHE_FINDS = 8192
 
 
-@dataclass(frozen=True)
-class _Occurrences:
-    """Occurrences of one term (all its variants), possibly a uniform sample.
-
-    ``ptrs`` are sorted global byte offsets (int64) of the occurrences: a
-    shard's byte offset in ``tokenized.s`` plus the total size of the shards
-    before it, so that sorting them sorts by (document, position). ``total``
-    is the true number of occurrences and ``fraction`` the sampled share
-    (1.0 = all).
-    """
-
-    ptrs: np.ndarray
-    total: int
-    fraction: float
-
-    @property
-    def sampled(self) -> bool:
-        return self.fraction < 1.0
-
-
 def _map(path: Path) -> mmap.mmap:
     """A read-only memory map of a whole (non-empty) file."""
     with open(path, "rb") as f:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-
-
-def _doc_lookup_table(goff: np.ndarray) -> tuple[int, np.ndarray]:
-    """(bits, table): ``table[j]`` is the document holding byte ``j << bits``.
-
-    Blocks are a quarter to half of the mean document, so the table has at
-    most four entries per document (four bytes each, the size of the offsets
-    themselves) and an offset is mostly at most a start or two past its
-    block's document.
-
-    Args:
-        goff: sorted document starts in global bytes, ending with the total size.
-    """
-    n_docs = max(1, goff.size - 1)
-    total = int(goff[-1])
-    bits = max(0, int(np.ceil(np.log2(max(total / n_docs / 4, 1.0)))))
-    blocks = np.arange((total >> bits) + 1, dtype=np.int64) << bits
-    table = np.searchsorted(goff[:-1], blocks, side="right") - 1
-    return bits, table.astype(np.int32 if n_docs < 2**31 else np.int64)
-
-
-def _count_in_ranges(b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> int:
-    """``sum(#{x in b: lo[i] <= x <= hi[i]})`` over i, for sorted ``b``, ``lo`` and ``hi``.
-
-    Two binary searches per range when the ranges are few; otherwise two
-    merges (a stable sort of two sorted runs is one linear merge): in the
-    merge of ``b`` with ``hi`` (ties: ``b`` first), the ``j``-th bound at
-    merged position ``k`` has ``k - j`` values of ``b`` at or below it.
-    """
-    m = lo.size
-    if 2 * m < b.size:
-        return int((np.searchsorted(b, hi, side="right") - np.searchsorted(b, lo, side="left")).sum())
-    tri = m * (m - 1) // 2
-    k = np.concatenate([b, hi])
-    k <<= 1
-    k[b.size :] |= 1  # bounds after equal values: counts x <= hi
-    k.sort(kind="stable")
-    k &= 1
-    upto_hi = int(np.flatnonzero(k).sum()) - tri
-    k = np.concatenate([b, lo])
-    k <<= 1
-    k[: b.size] |= 1  # bounds before equal values: counts x < lo
-    k.sort(kind="stable")
-    k &= 1
-    below_lo = int(np.flatnonzero(k == 0).sum()) - tri
-    return upto_hi - below_lo
 
 
 class LocalStats(CorpusStats):
@@ -119,14 +52,12 @@ class LocalStats(CorpusStats):
     a binary search over infini-gram's table in this process (the same
     ranges as the engine's ``find``, which :meth:`find_ids` still calls;
     the engine starts threads per call, slow on a busy machine).
-    Co-occurrence is counted exactly from suffix-array positions (never with
-    the engine's approximate ``count_cnf``): each occurrence is mapped to its
-    document and token position, then
-
-    - ``mode="doc"``: the number of documents containing both terms;
-    - ``mode="window"``: the number of (occurrence of a, occurrence of b) pairs
-      in the same document whose start positions differ by at most ``window``
-      tokens (``window=None`` means ``"doc"``).
+    Co-occurrence (:meth:`cooccur`, and :meth:`count_cnf` for AND/OR queries)
+    is counted exactly from suffix-array positions by :mod:`quco.corpus.cnf`
+    (never with the engine's approximate ``count_cnf``): ``mode="doc"`` counts
+    documents holding both terms, ``mode="window"`` the (occurrence of a,
+    occurrence of b) pairs in one document at most ``window`` tokens apart
+    (``window=None`` means ``"doc"``).
 
     Occurrence cap: when a term has more than ``max_occurrences`` occurrences,
     a uniform sample of that many (seeded with ``seed``, so repeatable) is
@@ -203,7 +134,8 @@ class LocalStats(CorpusStats):
             [np.asarray(o, dtype=np.int64) + self._byte_base[i] for i, o in enumerate(self._offsets)]
             + [self._byte_base[-1:]]
         )
-        self._lut_bits, self._lut = _doc_lookup_table(self._goff)
+        #: global byte offsets -> global document indexes
+        self._doc_of = DocumentMap(self._goff)
         self._ds = [
             np.memmap(d / f"tokenized.{s.index}", dtype="<u2" if w == 2 else "<u4", mode="r")
             for s in m.shards
@@ -224,7 +156,7 @@ class LocalStats(CorpusStats):
         ]
         self._variant_cache: dict[str, list[list[int]]] = {}
         self._find_cache: dict[tuple[int, ...], tuple[int, list[tuple[int, int]]]] = {}
-        self._occ_cache: OrderedDict[tuple[tuple[int, ...], ...], _Occurrences] = OrderedDict()
+        self._occ_cache: OrderedDict[tuple[int, tuple[tuple[int, ...], ...]], Occurrences] = OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ terms
@@ -377,35 +309,6 @@ class LocalStats(CorpusStats):
         buf[:, :p] = raw
         return buf.view("<u4" if width == 4 else "<u8").ravel()
 
-    def _doc_of(self, gptrs: np.ndarray) -> np.ndarray:
-        """Global document index (int64) of each global byte offset.
-
-        A lookup table gives the document holding the start of each
-        ``2**bits``-byte block; the few offsets past a document start within
-        their block are moved on, and stragglers (blocks holding many
-        starts) are resolved by binary search.
-        """
-        goff = self._goff
-        d = self._lut[gptrs >> self._lut_bits].astype(np.int64)
-        idx = np.flatnonzero(goff[d + 1] <= gptrs)
-        for _ in range(2):
-            if idx.size == 0:
-                return d
-            d[idx] += 1
-            idx = idx[goff[d[idx] + 1] <= gptrs[idx]]
-        if idx.size:
-            d[idx] = np.searchsorted(goff, gptrs[idx], side="right") - 1
-        return d
-
-    @staticmethod
-    def _unique_sorted(x: np.ndarray) -> np.ndarray:
-        if x.size == 0:
-            return x
-        keep = np.empty(x.size, dtype=bool)
-        keep[0] = True
-        np.not_equal(x[1:], x[:-1], out=keep[1:])
-        return x[keep]
-
     def _segments(self, variants: list[list[int]]) -> tuple[int, list[tuple[int, int, int]]]:
         total = 0
         segs: list[tuple[int, int, int]] = []
@@ -451,16 +354,18 @@ class LocalStats(CorpusStats):
         ptrs = np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.empty(0, np.int64)
         return ptrs, fraction
 
-    def _occurrences(self, variants: list[list[int]]) -> _Occurrences:
-        key = tuple(tuple(v) for v in variants)
+    def _occurrences(self, variants: list[list[int]], limit: int | None = None) -> Occurrences:
+        """Occurrences of all ``variants`` together, sampled beyond ``min(limit, max_occurrences)``."""
+        cap = self.max_occurrences if limit is None else max(1, min(int(limit), self.max_occurrences))
+        key = (cap, tuple(tuple(v) for v in variants))
         with self._lock:
             hit = self._occ_cache.get(key)
             if hit is not None:
                 self._occ_cache.move_to_end(key)
                 return hit
         total, segs = self._segments(variants)
-        ptrs, fraction = self._gather(segs, total, self.max_occurrences)
-        occ = _Occurrences(ptrs=ptrs, total=total, fraction=fraction)
+        ptrs, fraction = self._gather(segs, total, cap)
+        occ = Occurrences(ptrs=ptrs, total=total, fraction=fraction)
         with self._lock:
             self._occ_cache[key] = occ
             while len(self._occ_cache) > _CACHE_TERMS:
@@ -522,7 +427,7 @@ class LocalStats(CorpusStats):
         mode: CoocMode = "window",
     ) -> list[Count]:
         """Batched :meth:`cooccur`: each distinct term's occurrences are read once."""
-        occ: dict[str, _Occurrences] = {}
+        occ: dict[str, Occurrences] = {}
         out = []
         for a, b in pairs:
             for t in (a, b):
@@ -535,51 +440,47 @@ class LocalStats(CorpusStats):
         self, a: list[list[int]], b: list[list[int]], *, window: int | None, mode: str
     ) -> Count:
         """Co-occurrence of two terms given as lists of token-id variants."""
-        self._check_mode(window, mode)
+        check_mode(window, mode)
         if not a or not b:
             raise BadInputError("each term needs at least one token sequence")
         return self._combine(self._occurrences(a), self._occurrences(b), window=window, mode=mode)
 
-    @staticmethod
-    def _check_mode(window: int | None, mode: str) -> None:
-        if mode not in ("doc", "window"):
-            raise BadInputError(f"mode must be 'doc' or 'window', not {mode!r}")
-        if window is not None and (not isinstance(window, int | np.integer) or window < 0):
-            raise BadInputError(f"window must be a non-negative integer, not {window!r}")
+    def count_cnf(
+        self,
+        clauses: Sequence[Sequence[Sequence[int]]],
+        *,
+        window: int | None,
+        mode: str = "window",
+        max_clause_freq: int | None = None,
+    ) -> Count:
+        """Count of a CNF query: an AND of clauses, each an OR of token sequences.
 
-    def _combine(self, oa: _Occurrences, ob: _Occurrences, *, window: int | None, mode: str) -> Count:
-        """Co-occurrence of two occurrence sets.
+        One clause: the sum of its sequences' exact counts. Several clauses:
+        their co-occurrence (:func:`quco.corpus.cnf.cooccurrence`: documents
+        holding every clause, or one occurrence of each clause within
+        ``window`` tokens). A clause with more occurrences than
+        ``max_clause_freq`` (or ``max_occurrences``) is sampled and the
+        count is an estimate marked ``approx``.
 
-        Only the smaller set is mapped to documents: in doc mode, a document
-        of it counts when the other set has an offset within that document's
-        byte range; in window mode, each of its occurrences counts the other
-        set's offsets within ``window`` tokens that are also within its
-        document (two binary searches over the sorted offsets).
+        Raises:
+            BadInputError: no clause, an empty clause, a bad token id, mode or window.
         """
-        self._check_mode(window, mode)
-        approx = oa.sampled or ob.sampled
-        if oa.ptrs.size == 0 or ob.ptrs.size == 0:
-            return Count(0, approx)
-        pa, pb = (oa.ptrs, ob.ptrs) if oa.ptrs.size <= ob.ptrs.size else (ob.ptrs, oa.ptrs)
-        goff = self._goff
-        if mode == "doc" or window is None:
-            docs = self._unique_sorted(self._doc_of(pa))
-            first = np.searchsorted(pb, goff[docs])
-            end = np.searchsorted(pb, goff[docs + 1])
-            raw = int(np.count_nonzero(end > first))
-            if not approx:
-                return Count(raw, False)
-            est = raw / (oa.fraction * ob.fraction)
-            cap = min(oa.total, ob.total, int(self._doc_base[-1]))
-            return Count(int(min(round(est), cap)), True)
-        span = min(int(window), _MAX_WINDOW) * self._width
-        d = self._doc_of(pa)
-        lo = np.maximum(pa - span, goff[d])
-        hi = np.minimum(pa + span, goff[d + 1] - 1)
-        raw = _count_in_ranges(pb, lo, hi)
-        if not approx:
-            return Count(raw, False)
-        return Count(int(round(raw / (oa.fraction * ob.fraction))), True)
+        check_mode(window, mode)
+        if not clauses or any(not c for c in clauses):
+            raise BadInputError("a CNF query needs at least one clause, each with at least one term")
+        checked = [[self._check_ids(seq) for seq in clause] for clause in clauses]
+        if len(checked) == 1:
+            return self._count_variants(checked[0])
+        occs = [self._occurrences(c, max_clause_freq) for c in checked]
+        return cooccurrence(
+            occs, goff=self._goff, doc_of=self._doc_of, width=self._width, window=window, mode=mode
+        )
+
+    def _combine(self, oa: Occurrences, ob: Occurrences, *, window: int | None, mode: str) -> Count:
+        """Co-occurrence of two occurrence sets (:func:`quco.corpus.cnf.cooccurrence`)."""
+        return cooccurrence(
+            [oa, ob], goff=self._goff, doc_of=self._doc_of, width=self._width, window=window, mode=mode
+        )
 
     # -------------------------------------------------------------- documents
 

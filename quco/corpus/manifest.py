@@ -10,6 +10,7 @@ file it lists exists with the recorded size.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,15 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "quco-index.json"
 #: the per-shard files, in the order infini-gram's engine needs them
 SHARD_FILES = ("tokenized", "offset", "table", "metadata", "metaoff")
+
+
+def pointer_width(token_bytes: int) -> int:
+    """Bytes per suffix-array entry of a shard whose token file has ``token_bytes`` bytes.
+
+    infini-gram's builder's rule, ``ceil(log2(bytes) / 8)``: the fewest bytes
+    that hold every byte offset into the token file.
+    """
+    return max(1, math.ceil(math.log2(max(2, token_bytes)) / 8))
 
 
 @dataclass(frozen=True)
@@ -217,8 +227,11 @@ class Manifest:
                 problems.append(f"offset.{shard.index}: recorded size disagrees with the document count")
             tok_cnt = shard.tokens + shard.documents
             table = shard.files.get("table", 0)
-            if tok_cnt and (table % tok_cnt or not 1 <= table // tok_cnt <= 8):
-                problems.append(f"table.{shard.index}: size is not a whole number of pointers")
+            width = pointer_width(tok_cnt * self.token_width)
+            if tok_cnt and table != tok_cnt * width:
+                problems.append(
+                    f"table.{shard.index}: {table} bytes, not {tok_cnt} tokens x {width}-byte pointers"
+                )
         return problems
 
     @classmethod

@@ -11,19 +11,23 @@ Inputs, by file name:
 - a directory: every file of a known type under it, recursively, in sorted
   order (other files are ignored).
 
-Bad rows (malformed JSON, a row without a non-empty string ``text``, bytes
-that are not UTF-8) are skipped and recorded as :class:`BadRow` with the file
-and 1-based line number, so a partly bad corpus still yields its good rows.
-A missing path, an unsupported file type, or a corpus that yields no usable
-document raises :class:`~quco.errors.CorpusError`.
+Bad rows (malformed JSON or JSON nested too deeply, a row without a
+non-empty string ``text``, bytes that are not UTF-8, a string holding a lone
+surrogate escape such as ``"\ud800"``, which no UTF-8 file can hold) are
+skipped and recorded as :class:`BadRow` with the file and 1-based line number,
+so a partly bad corpus still yields its good rows. A file that cannot be read
+to its end (a truncated or corrupt ``.gz``/``.zst``, a read error) keeps the
+rows read before the damage and gets one :class:`BadRow` for the rest; reading
+goes on with the next file. A missing path, an unsupported file type, or a
+corpus that yields no usable document raises :class:`~quco.errors.CorpusError`.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import logging
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,33 +131,84 @@ def resolve_paths(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _zstd_chunks(f: IO[bytes]) -> Iterator[bytes]:
+    """Decompressed chunks of a zstandard file, frame after frame.
+
+    Raises:
+        EOFError: the file ends inside a frame (truncated), which the
+            library's stream reader would pass over in silence.
+    """
+    zstd = require("zstandard")
+    dctx = zstd.ZstdDecompressor()
+    dobj, fed = dctx.decompressobj(), False
+    while chunk := f.read(1 << 20):
+        while chunk:
+            out = dobj.decompress(chunk)
+            fed = True
+            if out:
+                yield out
+            if not dobj.eof:
+                break
+            chunk = dobj.unused_data  # the next frame starts here
+            dobj, fed = dctx.decompressobj(), False
+    if fed and not dobj.eof:
+        raise EOFError("the zstandard stream ends inside a frame (truncated file)")
+
+
+def _split_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    rest = b""
+    for chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        for p in parts:
+            yield p + b"\n"
+    if rest:
+        yield rest
+
+
+def _raw_lines(path: Path) -> Iterator[bytes]:
     name = path.name.lower()
     if name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if name.endswith(".zst"):
-        zstd = require("zstandard")
-        raw = open(path, "rb")  # noqa: SIM115 - closed through the wrapper
-        reader = zstd.ZstdDecompressor().stream_reader(raw, closefd=True)
-        return io.BufferedReader(reader)
-    return open(path, "rb")
+        with gzip.open(path, "rb") as g:
+            yield from g
+    elif name.endswith(".zst"):
+        with open(path, "rb") as f:
+            yield from _split_lines(_zstd_chunks(f))
+    else:
+        with open(path, "rb") as f:
+            yield from f
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def _iter_lines(path: Path, report: ReadReport) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of a file; a read that fails midway keeps the lines before and reports the rest."""
+    line = 0
     try:
-        with _open_binary(path) as f:
-            yield from enumerate(f, start=1)
-    except (OSError, EOFError) as exc:
-        raise CorpusError(f"cannot read {path}: {exc}") from exc
+        for raw in _raw_lines(path):
+            line += 1
+            yield line, raw
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = str(exc) or type(exc).__name__
     except Exception as exc:  # zstandard raises its own ZstdError
-        if type(exc).__name__ == "ZstdError":
-            raise CorpusError(f"cannot read {path}: {exc}") from exc
-        raise
+        if type(exc).__name__ != "ZstdError":
+            raise
+        reason = str(exc)
+    else:
+        return
+    report.bad_rows.append(BadRow(str(path), line + 1, f"cannot read the rest of the file: {reason}"))
+    log.warning("cannot read %s past line %d: %s", path, line, reason)
+
+
+def _has_lone_surrogate(row: dict[str, Any]) -> bool:
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _read_jsonl(path: Path, report: ReadReport) -> Iterator[SourceDoc]:
     sp = str(path)
-    for line, raw in _iter_lines(path):
+    for line, raw in _iter_lines(path, report):
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -165,6 +220,10 @@ def _read_jsonl(path: Path, report: ReadReport) -> Iterator[SourceDoc]:
             row = json.loads(s)
         except json.JSONDecodeError as exc:
             report.bad_rows.append(BadRow(sp, line, f"malformed JSON ({exc.msg})"))
+            continue
+        except (ValueError, RecursionError) as exc:  # an int past Python's digit limit; deep nesting
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+            report.bad_rows.append(BadRow(sp, line, f"malformed JSON ({why})"))
             continue
         if not isinstance(row, dict):
             report.bad_rows.append(BadRow(sp, line, "row is not a JSON object"))
@@ -178,6 +237,9 @@ def _read_jsonl(path: Path, report: ReadReport) -> Iterator[SourceDoc]:
             continue
         if not text.strip():
             report.bad_rows.append(BadRow(sp, line, "'text' is empty"))
+            continue
+        if "\\u" in s and (_has_lone_surrogate(row) or _has_lone_surrogate({"text": text})):
+            report.bad_rows.append(BadRow(sp, line, "holds a lone surrogate escape (not valid Unicode)"))
             continue
         yield SourceDoc(text=text, metadata=row, path=sp, line=line)
 
@@ -193,7 +255,7 @@ def _read_text(path: Path, report: ReadReport) -> Iterator[SourceDoc]:
         if not bad and text.strip():
             yield SourceDoc(text=text, metadata={}, path=sp, line=start)
 
-    for line, raw in _iter_lines(path):
+    for line, raw in _iter_lines(path, report):
         try:
             s = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -61,8 +61,10 @@ FAIL_OPEN_COUNT = 10**12
 #: mode (the public service caps ``max_diff_tokens`` at 1000).
 PUBLIC_DOC_WINDOW = 1000
 
-#: The public service's default ``max_clause_freq``.
-DEFAULT_MAX_CLAUSE_FREQ = 50_000
+#: ``max_clause_freq`` sent with co-occurrence queries: LocalStats' own occurrence
+#: cap, so that ``quco serve`` (which samples a clause beyond it, as the public
+#: service does beyond its default of 50,000) answers as LocalStats does.
+DEFAULT_MAX_CLAUSE_FREQ = 100_000
 
 _CNF_WORDS = (" AND ", " OR ")
 
@@ -113,7 +115,9 @@ class RemoteStats(CorpusStats):
             connection (never after a 4xx answer or a refused connection).
         backoff: seconds before the first retry; doubled at each further one.
         on_error: ``"raise"``, ``"open"`` or ``"closed"`` (see the module docs).
-        max_clause_freq: sent with co-occurrence queries.
+        max_clause_freq: sent with co-occurrence queries: a clause with more
+            occurrences is sampled by the server and the count is approximate
+            (the public service accepts up to 500,000).
         variants: optional function term -> token-id sequences of its surface
             forms; when given, terms are sent as ``query_ids`` (one OR clause of
             the forms per term) instead of text.

@@ -1,30 +1,34 @@
-"""``quco serve``: a private index behind the infini-gram HTTP API.
+"""``quco serve``: private indexes behind the infini-gram HTTP API.
 
 The server answers ``POST`` requests in the public infini-gram API's format
 (a JSON object with ``index``, ``query_type``, ``query`` or ``query_ids``...)
-for three query types, with the same answer fields:
+for three query types, with the same answer fields; what each answers, the
+CNF (``AND``/``OR``) semantics and the limits are in :mod:`quco.corpus.api`:
 
-- ``count``: ``{"count", "approx", "latency", "token_ids", "tokens"}``. A text
-  term counts every surface form exactly as
-  :meth:`~quco.corpus.local.LocalStats.count` does. ``"A AND B"`` is quco's exact
-  co-occurrence (``LocalStats.cooccur`` / ``cooccur_variants``), in window mode
-  with ``window = max_diff_tokens`` (default 100, as the public API), or in
-  document mode with the extension field ``"mode": "doc"``; the answer echoes
-  ``"mode"``. ``"A OR B"`` clauses union the terms' forms. ``max_clause_freq`` is
-  accepted and echoed; counts stay exact (or say ``approx`` when the local
-  backend's own occurrence cap was reached).
-- ``find``: ``{"cnt", "segment_by_shard", ...}`` for one term (suffix-array
-  ranges per shard); a text term answers for each surface form under
-  ``"variants"``, ``cnt`` being their sum.
-- ``search_docs``: documents containing the query terms (one term, or two
-  ``AND`` clauses within ``max_diff_tokens``), with ``text``, ``metadata``,
-  ``token_ids``, ``doc_ix`` (global), ``shard``, ``doc_len``, ``disp_len``.
+- ``count``: ``{"count", "approx", "latency", "token_ids", "tokens"}``, plus
+  ``"mode"``, ``"max_diff_tokens"`` and ``"max_clause_freq"`` for AND queries;
+- ``find``: ``{"cnt", "segment_by_shard", ...}`` for one term;
+- ``search_docs``: documents holding one term or two AND clauses.
 
-``GET /health`` answers ``{"status": "ok", "indexes": [...]}``. Bad requests
-(malformed JSON, unknown ``query_type`` or ``index``, a missing or malformed
-field, a body over 64 KiB, a query over 1000 characters) get a 4xx answer
-``{"error": ...}``. Requests are served by threads; each index is used by one
-request at a time.
+Names. Each index is served under a name: ``NAME=DIR`` names it ``NAME``, a
+bare ``DIR`` is named after the directory; the first index is the default
+(used when a request names none), and ``aliases`` are extra names of the
+default. So a client written for the public API (e.g. QuCo-RAG's, which asks
+for ``"index": "v4_olmo-2-0325-32b-instruct_llama"``) works unchanged against
+``quco serve v4_olmo-2-0325-32b-instruct_llama=DIR`` or ``quco serve DIR
+--alias v4_olmo-2-0325-32b-instruct_llama``.
+
+``GET /health`` answers ``{"status": "ok", "indexes": [...], "default": ...,
+"aliases": {...}}``. Bad requests get a 4xx answer ``{"error": ...}``:
+malformed JSON (or JSON nested too deeply), an unknown ``query_type`` or
+``index``, a missing or malformed field, a query beyond the API's limits
+(400); no ``Content-Length`` (411); a body over 64 KiB (413); an unknown
+method (405); a body not sent within 30 s (408). For a body over the limit the
+server stops reading it as a request, answers 413 with ``Connection: close``,
+then discards what the client still sends (at most 64 MiB or 10 s) before
+closing, so that a client that sends its whole body before reading (Python's
+``http.client``, ``requests``) reads the 413 instead of a broken pipe.
+Requests are served by threads; each index is used by one request at a time.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,36 +48,33 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from quco.corpus.api import ANSWERS, QUERY_TYPES, RequestError
 from quco.corpus.base import CorpusStats
-from quco.errors import BadInputError, QucoError
+from quco.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "MAX_BODY_BYTES",
+    "CorpusServer",
+    "QueryHandler",
+    "RequestError",
+    "ServedIndex",
+    "make_server",
+    "open_indexes",
+    "serve_in_thread",
+]
+
 #: largest request body accepted, in bytes
 MAX_BODY_BYTES = 64 * 1024
-#: largest text query accepted, in characters (the public API's limit)
-MAX_QUERY_CHARS = 1000
-#: largest number of token ids in a ``query_ids`` request
-MAX_QUERY_IDS = 1000
-#: the public API's defaults for CNF queries
-DEFAULT_MAX_DIFF_TOKENS = 100
-DEFAULT_MAX_CLAUSE_FREQ = 50_000
-#: ``search_docs`` limits
-DEFAULT_MAXNUM = 1
-MAX_MAXNUM = 100
-DEFAULT_MAX_DISP_LEN = 1000
-#: occurrences scanned per clause by ``search_docs``
-SEARCH_SCAN_LIMIT = 100_000
-
-QUERY_TYPES = ("count", "find", "search_docs")
-
-
-class RequestError(QucoError):
-    """A request the server rejects (answered with ``status`` and ``{"error": message}``)."""
-
-    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST) -> None:
-        super().__init__(message)
-        self.status = int(status)
+#: after a 413, at most this many bytes of the refused body are read and dropped ...
+DRAIN_MAX_BYTES = 64 << 20
+#: ... for at most this many seconds
+DRAIN_SECONDS = 10.0
+#: seconds a connection may stay silent before the server gives up on it
+SOCKET_TIMEOUT = 30.0
+#: an index name given as ``NAME=DIR`` or ``--alias NAME``
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 
 @dataclass
@@ -83,85 +87,52 @@ class ServedIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-# ---------------------------------------------------------------------- parsing
-
-Clause = list[str]  # the terms of one OR clause (text query)
-IdClause = list[list[int]]  # the token-id sequences of one OR clause
-
-
-def _get_int(
-    payload: Mapping[str, Any], key: str, default: int, *, lo: int = 1, hi: int | None = None
-) -> int:
-    v = payload.get(key, default)
-    if v is None:
-        return default
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        bound = f" and at most {hi}" if hi is not None else ""
-        raise RequestError(f"{key} must be an integer of at least {lo}{bound}")
-    return v
-
-
-def _text_cnf(query: Any) -> list[Clause]:
-    if not isinstance(query, str):
-        raise RequestError("query must be a string")
-    if not query.strip():
-        raise RequestError("query is empty")
-    if len(query) > MAX_QUERY_CHARS:
-        raise RequestError(f"query is longer than {MAX_QUERY_CHARS} characters")
-    clauses = []
-    for part in query.split(" AND "):
-        terms = [t.strip() for t in part.split(" OR ")]
-        if any(not t for t in terms):
-            raise RequestError("query has an empty term around AND/OR")
-        clauses.append(terms)
-    return clauses
-
-
-def _is_ids(x: Any) -> bool:
-    return (
-        isinstance(x, list)
-        and bool(x)
-        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in x)
-    )
-
-
-def _ids_cnf(query_ids: Any) -> tuple[bool, list[IdClause]]:
-    """Parse ``query_ids``: (is_cnf, clauses). A flat id list is one clause of one sequence."""
-    if _is_ids(query_ids):
-        if len(query_ids) > MAX_QUERY_IDS:
-            raise RequestError(f"query_ids holds more than {MAX_QUERY_IDS} ids")
-        return False, [[list(query_ids)]]
-    if (
-        isinstance(query_ids, list)
-        and query_ids
-        and all(isinstance(c, list) and c and all(_is_ids(s) for s in c) for c in query_ids)
-    ):
-        if sum(len(s) for c in query_ids for s in c) > MAX_QUERY_IDS:
-            raise RequestError(f"query_ids holds more than {MAX_QUERY_IDS} ids")
-        return True, [[list(s) for s in c] for c in query_ids]
-    raise RequestError(
-        "query_ids must be a list of token ids, or a CNF: a list of clauses, each a list of id lists"
-    )
-
-
-# ---------------------------------------------------------------------- engine
-
-
 class QueryHandler:
     """Answers API payloads (dicts) from named indexes; independent of HTTP.
 
     Args:
         indexes: the served indexes, the first being the default.
+        aliases: other names of the default index.
+
+    Raises:
+        BadInputError: no index, a bad alias, or an alias that is an index's name.
     """
 
-    def __init__(self, indexes: Sequence[ServedIndex]) -> None:
+    def __init__(self, indexes: Sequence[ServedIndex], aliases: Sequence[str] = ()) -> None:
         if not indexes:
             raise BadInputError("quco serve needs at least one index")
         self.indexes = {ix.name: ix for ix in indexes}
         self.default = indexes[0].name
+        self.aliases: dict[str, str] = {}
+        for alias in aliases:
+            check_name(alias)
+            if alias in self.indexes and alias != self.default:
+                raise BadInputError(f"alias {alias!r} is already the name of another index")
+            self.aliases[alias] = self.default
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "indexes": list(self.indexes), "default": self.default}
+        return {
+            "status": "ok",
+            "indexes": list(self.indexes),
+            "default": self.default,
+            "aliases": self.aliases,
+        }
+
+    def lookup(self, name: Any) -> ServedIndex:
+        """The index a request names (None or empty: the default).
+
+        Raises:
+            RequestError: no index has that name or alias.
+        """
+        if name is None or name == "":
+            return self.indexes[self.default]
+        ix = None
+        if isinstance(name, str):
+            ix = self.indexes.get(name) or self.indexes.get(self.aliases.get(name, ""))
+        if ix is None:
+            names = ", ".join([*self.indexes, *self.aliases])
+            raise RequestError(f"unknown index {name!r} (this server has {names})")
+        return ix
 
     def handle(self, payload: Any) -> dict[str, Any]:
         """Answer one request.
@@ -173,227 +144,18 @@ class QueryHandler:
         if not isinstance(payload, dict):
             raise RequestError("the request body must be a JSON object")
         qt = payload.get("query_type")
-        if qt not in QUERY_TYPES:
+        if not isinstance(qt, str) or qt not in QUERY_TYPES:
             raise RequestError(f"unknown query_type {qt!r} (this server answers {', '.join(QUERY_TYPES)})")
-        name = payload.get("index", payload.get("corpus")) or self.default
-        ix = self.indexes.get(name) if isinstance(name, str) else None
-        if ix is None:
-            raise RequestError(f"unknown index {name!r} (this server has {', '.join(self.indexes)})")
+        ix = self.lookup(payload.get("index", payload.get("corpus")))
         if "query" not in payload and "query_ids" not in payload:
             raise RequestError("the request needs a 'query' (text) or 'query_ids' (token ids)")
         try:
             with ix.lock:
-                if qt == "count":
-                    out = self._count(ix.stats, payload)
-                elif qt == "find":
-                    out = self._find(ix.stats, payload)
-                else:
-                    out = self._search_docs(ix.stats, payload)
+                out = ANSWERS[qt](ix.stats, payload)
         except BadInputError as exc:
             raise RequestError(str(exc)) from exc
         out["latency"] = round((time.perf_counter() - t0) * 1000.0, 3)
         return out
-
-    # -- parsing helpers needing the index
-
-    def _clauses(
-        self, stats: CorpusStats, payload: Mapping[str, Any]
-    ) -> tuple[bool, list[Clause] | None, list[IdClause]]:
-        """(is_cnf, text clauses or None, id clauses). Id clauses are empty for text on a backend without tokenizer."""
-        if "query_ids" in payload and payload.get("query") is None:
-            cnf, ids = _ids_cnf(payload["query_ids"])
-            return cnf, None, ids
-        text = _text_cnf(payload.get("query"))
-        cnf = len(text) > 1 or len(text[0]) > 1
-        if not hasattr(stats, "variants"):
-            return cnf, text, []
-        return cnf, text, [[v for t in clause for v in stats.variants(t)] for clause in text]
-
-    def _tokens(self, stats: CorpusStats, ids: list[int]) -> list[str]:
-        tok = getattr(stats, "tokenizer", None)
-        if tok is None:
-            return []
-        return [str(t) for t in tok.convert_ids_to_tokens(list(ids))]
-
-    def _display(self, stats: CorpusStats, text: list[Clause] | None, ids: list[IdClause]) -> dict[str, Any]:
-        """``token_ids`` and ``tokens`` fields: for text terms, their first (word-initial) form."""
-        if not ids or not any(ids):
-            return {}
-        if text is not None and hasattr(stats, "variants"):
-            firsts = [[(stats.variants(t) or [[]])[0] for t in clause] for clause in text]
-        else:
-            firsts = ids
-        if len(firsts) == 1 and len(firsts[0]) == 1:
-            seq = firsts[0][0]
-            return {"token_ids": seq, "tokens": self._tokens(stats, seq)}
-        return {
-            "token_ids": firsts,
-            "tokens": [[self._tokens(stats, s) for s in clause] for clause in firsts],
-        }
-
-    # -- query types
-
-    def _count(self, stats: CorpusStats, payload: Mapping[str, Any]) -> dict[str, Any]:
-        mdt = _get_int(payload, "max_diff_tokens", DEFAULT_MAX_DIFF_TOKENS)
-        mcf = _get_int(payload, "max_clause_freq", DEFAULT_MAX_CLAUSE_FREQ)
-        mode = payload.get("mode", "window")
-        if mode not in ("window", "doc"):
-            raise RequestError("mode must be 'window' or 'doc'")
-        cnf, text, ids = self._clauses(stats, payload)
-        if len(ids or text or []) > 2:
-            raise RequestError("this server counts at most two AND clauses")
-        extra: dict[str, Any] = {}
-        if not cnf:
-            c = stats.count(text[0][0]) if text is not None else _count_ids(stats, ids[0][0])
-        elif len(ids or text or []) == 1:  # one OR clause: the forms' counts add up
-            if ids:
-                parts = [_count_ids(stats, s) for s in ids[0]]
-            else:
-                parts = [stats.count(t) for t in text[0]]  # type: ignore[index]
-            c = _sum(parts)
-        else:
-            window = None if mode == "doc" else mdt
-            if text is not None and all(len(cl) == 1 for cl in text):
-                c = stats.cooccur(text[0][0], text[1][0], window=window, mode=mode)
-            elif ids and hasattr(stats, "cooccur_variants"):
-                c = stats.cooccur_variants(ids[0], ids[1], window=window, mode=mode)
-            else:
-                raise RequestError("OR clauses and query_ids need a tokenized index")
-            extra = {"mode": mode, "max_diff_tokens": mdt, "max_clause_freq": mcf}
-        out: dict[str, Any] = {"count": int(c.value), "approx": bool(c.approx)}
-        out.update(self._display(stats, text, ids))
-        out.update(extra)
-        return out
-
-    def _find(self, stats: CorpusStats, payload: Mapping[str, Any]) -> dict[str, Any]:
-        if not hasattr(stats, "find_ids"):
-            raise RequestError("find needs a local index")
-        cnf, text, ids = self._clauses(stats, payload)
-        if len(ids) != 1 or (text is not None and len(text[0]) != 1) or (text is None and cnf):
-            raise RequestError("find answers a single term (no AND/OR)")
-        variants: list[dict[str, Any]] = []
-        for seq in ids[0]:
-            cnt, segs = stats.find_ids(seq)
-            variants.append(
-                {
-                    "cnt": int(cnt),
-                    "segment_by_shard": [[int(s), int(e)] for s, e in segs],
-                    "token_ids": list(seq),
-                    "tokens": self._tokens(stats, seq),
-                }
-            )
-        if not variants:
-            raise RequestError("the query has no tokens")
-        first = variants[0]
-        out: dict[str, Any] = {
-            "cnt": sum(int(v["cnt"]) for v in variants),
-            "segment_by_shard": first["segment_by_shard"],
-            "token_ids": first["token_ids"],
-            "tokens": first["tokens"],
-        }
-        if text is not None:
-            out["variants"] = variants
-        return out
-
-    def _search_docs(self, stats: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
-        if not all(hasattr(stats, a) for a in ("occurrences", "get_doc", "decode")):
-            raise RequestError("search_docs needs a local index")
-        maxnum = _get_int(payload, "maxnum", DEFAULT_MAXNUM, hi=MAX_MAXNUM)
-        max_disp_len = _get_int(payload, "max_disp_len", DEFAULT_MAX_DISP_LEN)
-        mdt = _get_int(payload, "max_diff_tokens", DEFAULT_MAX_DIFF_TOKENS)
-        mode = payload.get("mode", "window")
-        if mode not in ("window", "doc"):
-            raise RequestError("mode must be 'window' or 'doc'")
-        _cnf, text, ids = self._clauses(stats, payload)
-        if len(ids) > 2:
-            raise RequestError("search_docs answers at most two AND clauses")
-        approx = False
-        per_clause: list[dict[tuple[int, int], list[int]]] = []
-        for clause in ids:
-            pos: dict[tuple[int, int], list[int]] = {}
-            n = 0
-            for seq in clause:
-                occ = stats.occurrences(seq, limit=SEARCH_SCAN_LIMIT)
-                n += len(occ)
-                for shard, doc, p in occ:
-                    pos.setdefault((int(shard), int(doc)), []).append(int(p))
-            approx = approx or n >= SEARCH_SCAN_LIMIT
-            per_clause.append(pos)
-        docs = sorted(per_clause[0]) if per_clause else []
-        if len(per_clause) == 2:
-            other = per_clause[1]
-            docs = [
-                d for d in docs if d in other and (mode == "doc" or _near(per_clause[0][d], other[d], mdt))
-            ]
-        manifest = getattr(stats, "manifest", None)
-        starts = _shard_starts(manifest)
-        documents = []
-        for shard, doc in docs[:maxnum]:
-            tokens, metadata = stats.get_doc(shard, doc)
-            shown = list(tokens[:max_disp_len])
-            documents.append(
-                {
-                    "doc_ix": starts[shard] + doc if shard < len(starts) else doc,
-                    "shard": shard,
-                    "doc_len": len(tokens),
-                    "disp_len": len(shown),
-                    "metadata": metadata,
-                    "token_ids": shown,
-                    "text": stats.decode(shown),
-                }
-            )
-        out: dict[str, Any] = {
-            "message": f"{len(docs)} documents found; showing {len(documents)}",
-            "cnt": len(docs),
-            "approx": approx,
-            "documents": documents,
-        }
-        disp = self._display(stats, text, ids)
-        if disp:
-            tid = disp["token_ids"]
-            nested = (
-                tid
-                if tid and isinstance(tid[0], list) and tid[0] and isinstance(tid[0][0], list)
-                else [[tid]]
-            )
-            out["token_idsss"] = nested
-            out["tokensss"] = [[self._tokens(stats, s) for s in clause] for clause in nested]
-        return out
-
-
-def _count_ids(stats: CorpusStats, ids: list[int]) -> Any:
-    if not hasattr(stats, "count_ids"):
-        raise RequestError("query_ids need a tokenized index")
-    return stats.count_ids(ids)
-
-
-def _sum(parts: Sequence[Any]) -> Any:
-    from quco.types import Count
-
-    return Count(sum(int(p.value) for p in parts), any(p.approx for p in parts))
-
-
-def _near(a: list[int], b: list[int], window: int) -> bool:
-    """Whether some position of ``a`` is within ``window`` of one of ``b`` (two-pointer)."""
-    xs, ys = sorted(a), sorted(b)
-    i = j = 0
-    while i < len(xs) and j < len(ys):
-        if abs(xs[i] - ys[j]) <= window:
-            return True
-        if xs[i] < ys[j]:
-            i += 1
-        else:
-            j += 1
-    return False
-
-
-def _shard_starts(manifest: Any) -> list[int]:
-    shards = getattr(manifest, "shards", None) or ()
-    starts, total = [], 0
-    for s in shards:
-        starts.append(total)
-        total += int(getattr(s, "documents", 0))
-    return starts
 
 
 # ------------------------------------------------------------------------ HTTP
@@ -402,17 +164,30 @@ def _shard_starts(manifest: Any) -> list[int]:
 class _Handler(BaseHTTPRequestHandler):
     server: CorpusServer
     server_version = "quco-serve"
+    timeout = SOCKET_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
 
     def _send(self, status: int, body: Mapping[str, Any]) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        data = json.dumps(body).encode("ascii")  # ASCII escapes: any str (even a lone surrogate) encodes
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's errors (bad request line, unknown method...) as JSON answers."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # an unknown method: the client's error, not the server's
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, "POST queries to / or GET /health"
+        self.close_connection = True
+        try:
+            self._send(code, {"error": message or HTTPStatus(code).phrase})
+        except OSError:  # the client went away
+            pass
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         if self.path.rstrip("/") in ("/health", ""):
@@ -421,45 +196,91 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path!r}; POST queries to /"})
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        refused = 0
         try:
-            payload = self._read_json()
-            body = self.server.handler.handle(payload)
+            body = self.server.handler.handle(self._read_json())
+            status = HTTPStatus.OK
+        except _TooLarge as exc:
+            status, body, refused = HTTPStatus(exc.status), {"error": str(exc)}, exc.length
         except RequestError as exc:
-            self._send(exc.status, {"error": str(exc)})
-            return
+            status, body = HTTPStatus(exc.status), {"error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the server thread silently
             log.exception("quco serve: internal error")
-            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(exc).__name__}"})
-            return
-        self._send(HTTPStatus.OK, body)
+            status, body = (
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": f"internal error: {type(exc).__name__}"},
+            )
+        self._send(status, body)
+        if refused:
+            self._discard(refused)
 
     def _read_json(self) -> Any:
+        """The JSON body (a body over :data:`MAX_BODY_BYTES` raises :class:`_TooLarge`, unread)."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise RequestError("send the body with a Content-Length, not chunked", HTTPStatus.LENGTH_REQUIRED)
         length_s = self.headers.get("Content-Length")
         if length_s is None:
+            self.close_connection = True
             raise RequestError("the request needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
         try:
             length = int(length_s)
         except ValueError:
-            raise RequestError("Content-Length is not a number") from None
+            length = -1
         if length < 0:
-            raise RequestError("Content-Length is negative")
+            self.close_connection = True
+            raise RequestError("Content-Length is not a non-negative number")
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            # drain a bounded amount so that the client reads our answer, not a reset
-            left = min(length, 16 * MAX_BODY_BYTES)
-            while left > 0:
-                chunk = self.rfile.read(min(left, 65536))
+            raise _TooLarge(length)
+        try:
+            raw = self.rfile.read(length)
+        except OSError:  # a timeout, or the client went away
+            self.close_connection = True
+            raise RequestError(
+                "the request body did not arrive in time", HTTPStatus.REQUEST_TIMEOUT
+            ) from None
+        if len(raw) < length:
+            self.close_connection = True
+            raise RequestError(f"the body has {len(raw)} bytes, not the {length} of its Content-Length")
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError("the request body is not valid JSON") from None
+        except RecursionError:
+            raise RequestError("the request body is JSON nested too deeply") from None
+
+    def _discard(self, length: int) -> None:
+        """Read and drop up to ``length`` bytes of a refused body (bounded), so the client reads our answer.
+
+        Closing a socket with unread data makes the kernel reset the
+        connection, and a client still sending its body then gets a broken
+        pipe instead of the answer already sent.
+        """
+        left = min(length, DRAIN_MAX_BYTES)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_WR)  # the answer is complete: the client sees its end
+            while left > 0 and time.monotonic() < deadline:
+                self.connection.settimeout(max(0.05, min(2.0, deadline - time.monotonic())))
+                chunk = self.connection.recv(min(left, 1 << 16))
                 if not chunk:
                     break
                 left -= len(chunk)
-            raise RequestError(
-                f"request body is larger than {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-            )
-        raw = self.rfile.read(length)
-        try:
-            return json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError("the request body is not valid JSON") from None
+        except OSError:  # timeout or the client closed first: nothing more to do
+            pass
+
+
+class _TooLarge(RequestError):
+    """A body over :data:`MAX_BODY_BYTES` (answered 413, then drained)."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"request body is larger than {MAX_BODY_BYTES} bytes ({length})",
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        )
+        self.length = length
 
 
 class CorpusServer(ThreadingHTTPServer):
@@ -482,6 +303,11 @@ class CorpusServer(ThreadingHTTPServer):
             host = f"[{host}]"
         return f"http://{host}:{port}/"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed (client gone, reset): one log line, no traceback on stderr."""
+        exc = sys.exc_info()[1]
+        log.debug("quco serve: connection from %s failed: %r", client_address, exc)
+
     def close(self) -> None:
         """Stop serving (if serving) and release the socket and the indexes."""
         if self.thread is not None:
@@ -492,16 +318,43 @@ class CorpusServer(ThreadingHTTPServer):
         _close_owned(self.handler.indexes.values())
 
 
+# ---------------------------------------------------------------- opening
+
+
+def check_name(name: str) -> str:
+    """An index name as given (letters, digits, ``.``, ``_``, ``-``).
+
+    Raises:
+        BadInputError: a name with other characters.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise BadInputError(
+            f"bad index name {name!r}: use letters, digits, '.', '_' and '-' (e.g. v4_olmo-2-0325-32b-instruct_llama)"
+        )
+    return name
+
+
+def split_named(arg: str | Path) -> tuple[str | None, Path]:
+    """``NAME=DIR`` -> (NAME, DIR); a bare ``DIR`` (or an existing path holding ``=``) -> (None, DIR)."""
+    if isinstance(arg, str) and "=" in arg and not os.path.exists(arg):
+        name, _, d = arg.partition("=")
+        if not d:
+            raise BadInputError(f"{arg!r}: give NAME=DIR with a directory after '='")
+        return check_name(name), Path(d)
+    return None, Path(arg)
+
+
 def open_indexes(dirs: Sequence[str | Path | CorpusStats], **kwargs: Any) -> list[ServedIndex]:
-    """Open each index directory (or take an open backend) under its name (the directory's basename).
+    """Open each index directory (or take an open backend) under its name.
 
     Args:
-        dirs: index directories, or already opened backends (named by their
+        dirs: ``NAME=DIR`` strings, index directories (named after their
+            basename), or already opened backends (named by their
             ``index_dir`` attribute's basename, else ``index<i>``).
         **kwargs: passed to :class:`~quco.corpus.local.LocalStats`.
 
     Raises:
-        BadInputError: two indexes would have the same name.
+        BadInputError: a bad name, or two indexes with the same name.
     """
     out: list[ServedIndex] = []
     try:
@@ -515,22 +368,25 @@ def open_indexes(dirs: Sequence[str | Path | CorpusStats], **kwargs: Any) -> lis
 def _open_into(
     out: list[ServedIndex], dirs: Sequence[str | Path | CorpusStats], kwargs: dict[str, Any]
 ) -> None:
-    for i, d in enumerate(dirs):
+    named: list[tuple[str, Path | CorpusStats]] = []
+    for i, d in enumerate(dirs):  # every name first, so that a clash is reported before anything opens
+        what: Path | CorpusStats
         if isinstance(d, CorpusStats):
-            stats = d
             src = getattr(d, "index_dir", None)
-            name = Path(str(src)).name if src else f"index{i}"
+            name, what = (Path(str(src)).name if src else f"index{i}"), d
+        else:
+            given, path = split_named(d)
+            name, what = given or Path(os.path.abspath(path)).name or str(path), path
+        if any(n == name for n, _ in named):
+            raise BadInputError(f"two indexes are named {name!r}: name them with NAME=DIR")
+        named.append((name, what))
+    for name, what in named:
+        if isinstance(what, CorpusStats):
+            out.append(ServedIndex(name, what, owned=False))
         else:
             from quco.corpus.local import LocalStats
 
-            path = Path(d)
-            name = Path(os.path.abspath(path)).name or str(path)
-            stats = LocalStats(path, **kwargs)
-        if any(ix.name == name for ix in out):
-            if not isinstance(d, CorpusStats):
-                stats.close()
-            raise BadInputError(f"two indexes are named {name!r}: give them directories with different names")
-        out.append(ServedIndex(name, stats, owned=not isinstance(d, CorpusStats)))
+            out.append(ServedIndex(name, LocalStats(what, **kwargs)))
 
 
 def _close_owned(indexes: Iterable[ServedIndex]) -> None:
@@ -540,16 +396,36 @@ def _close_owned(indexes: Iterable[ServedIndex]) -> None:
 
 
 def make_server(
-    dirs: Sequence[str | Path | CorpusStats], host: str = "127.0.0.1", port: int = 8000, **kwargs: Any
+    dirs: Sequence[str | Path | CorpusStats],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    aliases: Sequence[str] = (),
+    **kwargs: Any,
 ) -> CorpusServer:
     """A server (not yet serving) over ``dirs``; ``port=0`` picks a free port.
 
+    Args:
+        dirs: see :func:`open_indexes`.
+        host: address to bind.
+        port: port to listen on.
+        aliases: other names of the first (default) index.
+        **kwargs: passed to :class:`~quco.corpus.local.LocalStats`.
+
     Raises:
+        BadInputError: bad names or aliases.
         BackendUnavailableError: the address cannot be bound.
     """
     from quco.errors import BackendUnavailableError
 
-    handler = QueryHandler(open_indexes(dirs, **kwargs))
+    for alias in aliases:  # before opening anything
+        check_name(alias)
+    opened = open_indexes(dirs, **kwargs)
+    try:
+        handler = QueryHandler(opened, aliases)
+    except BaseException:
+        _close_owned(opened)
+        raise
     try:
         return CorpusServer((host, port), handler)
     except OSError as exc:
@@ -560,14 +436,19 @@ def make_server(
 
 
 def serve_in_thread(
-    dirs: Sequence[str | Path | CorpusStats], host: str = "127.0.0.1", port: int = 0, **kwargs: Any
+    dirs: Sequence[str | Path | CorpusStats],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    aliases: Sequence[str] = (),
+    **kwargs: Any,
 ) -> tuple[CorpusServer, str]:
     """Start a server in a daemon thread (for tests and benchmarks).
 
     Returns:
         The server (call its ``close()`` when done) and its URL.
     """
-    server = make_server(dirs, host, port, **kwargs)
+    server = make_server(dirs, host, port, aliases=aliases, **kwargs)
     thread = threading.Thread(target=server.serve_forever, name="quco-serve", daemon=True)
     thread.start()
     server.thread = thread

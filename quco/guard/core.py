@@ -184,13 +184,18 @@ class Guard:
         """Answer ``question`` under the policy and return the answer with its trace.
 
         Raises:
-            BadInputError: the question is not a string or is empty.
+            BadInputError: the question is not a string, is empty, or holds a
+                lone surrogate (not valid Unicode).
         """
         if not isinstance(question, str):
             raise BadInputError(f"the question must be a string, not {type(question).__name__}")
         question = question.strip()
         if not question:
             raise BadInputError("the question is empty")
+        try:
+            question.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. undecodable bytes of a command line
+            raise BadInputError(f"the question is not valid Unicode (character {exc.start})") from None
         truncated = len(question) > MAX_QUESTION_CHARS
         if truncated:
             cut = question[:MAX_QUESTION_CHARS]
