@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from quco._deps import require
 from quco.errors import BackendUnavailableError, QucoError
@@ -107,9 +107,20 @@ def unwrap_error(exc: BaseException) -> BaseException:
     cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
+        inner = getattr(cur, "cause", None)  # RayTaskError: the exception raised in the worker
+        if isinstance(inner, BaseException):
+            cur = inner
+            continue
         if isinstance(cur, QucoError):
             return cur
-        inner = getattr(cur, "cause", None)
-        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
+        cur = cur.__cause__ or cur.__context__
     first = str(exc).strip().splitlines()
     return QucoError(f"the Ray job failed: {type(exc).__name__}: {first[-1] if first else ''}")
+
+
+def reraise(exc: BaseException) -> NoReturn:
+    """Raise the quco error inside ``exc`` (see :func:`unwrap_error`), or ``exc`` itself."""
+    err = unwrap_error(exc)
+    if err is exc:
+        raise exc
+    raise err from exc

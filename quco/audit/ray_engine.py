@@ -35,10 +35,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from quco._ray import cluster_cpus, ray_runtime, unwrap_error
+from quco._ray import cluster_cpus, ray_runtime, reraise
 from quco.audit.spec import AuditSpec
 from quco.audit.steps import BatchResult, Span, parse_batch, pipelined, read_span, spans
-from quco.errors import BadInputError, QucoError
+from quco.errors import BadInputError
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,5 @@ class RayEngine:
                             audited=int(block["audited"][i]),
                             n_bad=int(block["n_bad"][i]),
                         )
-            except QucoError:
-                raise
             except Exception as exc:  # noqa: BLE001 - Ray wraps the workers' errors
-                raise unwrap_error(exc) from exc
+                reraise(exc)

@@ -230,14 +230,58 @@ def _run_builder(work: Path, token_width: int, cpus: int, mem_gib: int) -> tuple
     return proc.returncode, (lines[-1] if lines else "no output")
 
 
+def build_shard_table(
+    index_dir: str | Path, shard: int, token_width: int, *, cpus: int, mem_gib: int
+) -> None:
+    """Build the suffix array ``table.<shard>`` of one shard of ``index_dir``.
+
+    The shard's files are linked into the scratch folder
+    ``index_dir/_sa_work.<shard>`` as shard 0 (removed afterwards), so that a
+    small shard can use one process (the builder's parallel merge fails on
+    shards of a few thousand tokens) and different shards of one folder can be
+    built at the same time (:mod:`quco.corpus.build_parts`).
+
+    Args:
+        index_dir: the folder holding ``tokenized.<shard>`` and ``offset.<shard>``.
+        shard: the shard number.
+        token_width: 2 or 4 bytes per token.
+        cpus: processes the builder may use.
+        mem_gib: memory (GiB) the builder may use.
+
+    Raises:
+        EngineError: the builder failed.
+    """
+    index_dir = Path(index_dir)
+    work = index_dir / f"_sa_work.{shard}"
+    try:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        for name in ("tokenized", "offset"):
+            os.symlink(index_dir / f"{name}.{shard}", work / f"{name}.0")
+        tok_cnt = (index_dir / f"tokenized.{shard}").stat().st_size // token_width
+        n_cpus = cpus if tok_cnt >= SMALL_SHARD_TOKENS else 1
+        rc, last = _run_builder(work, token_width, n_cpus, mem_gib)
+        if rc != 0 and n_cpus > 1:
+            log.info(
+                "suffix-array build of shard %d failed with %d processes; retrying with one", shard, n_cpus
+            )
+            (work / "table.0").unlink(missing_ok=True)
+            rc, last = _run_builder(work, token_width, 1, mem_gib)
+        table = work / "table.0"
+        if rc != 0 or not table.is_file():
+            hint = " (its builder allocates ~32 GiB of RAM for 4-byte tokens)" if token_width == 4 else ""
+            raise EngineError(
+                f"the infini-gram suffix-array builder failed on shard {shard} (exit {rc}): {last}{hint}"
+            )
+        os.replace(table, index_dir / f"table.{shard}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def build_suffix_arrays(
     index_dir: Path, n_shards: int, token_width: int, *, cpus: int, mem_gib: int, progress: bool | None = None
 ) -> None:
-    """Run infini-gram's builder to write each shard's suffix array ``table.s``.
-
-    Each shard is built on its own (its files linked into a scratch folder as
-    shard 0), so that a small shard can use one process: the builder's
-    parallel merge fails on shards of a few thousand tokens.
+    """Run infini-gram's builder to write each shard's suffix array ``table.s``, one after the other.
 
     Args:
         index_dir: folder holding ``tokenized.s``/``offset.s`` for every shard.
@@ -248,36 +292,13 @@ def build_suffix_arrays(
         progress: show a progress bar (None: only on a terminal).
 
     Raises:
-        EngineError: the builder failed.
+        EngineError: the builder failed (see :func:`build_shard_table`).
     """
     from tqdm.auto import tqdm
 
     disable = None if progress is None else not progress
-    work = index_dir / "_sa_work"
-    try:
-        for s in tqdm(range(n_shards), desc="suffix arrays", unit="shard", disable=disable, file=sys.stderr):
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir()
-            for name in ("tokenized", "offset"):
-                os.symlink(index_dir / f"{name}.{s}", work / f"{name}.0")
-            tok_cnt = (index_dir / f"tokenized.{s}").stat().st_size // token_width
-            n_cpus = cpus if tok_cnt >= SMALL_SHARD_TOKENS else 1
-            rc, last = _run_builder(work, token_width, n_cpus, mem_gib)
-            if rc != 0 and n_cpus > 1:
-                log.info(
-                    "suffix-array build of shard %d failed with %d processes; retrying with one", s, n_cpus
-                )
-                (work / "table.0").unlink(missing_ok=True)
-                rc, last = _run_builder(work, token_width, 1, mem_gib)
-            table = work / "table.0"
-            if rc != 0 or not table.is_file():
-                hint = " (its builder allocates ~32 GiB of RAM for 4-byte tokens)" if token_width == 4 else ""
-                raise EngineError(
-                    f"the infini-gram suffix-array builder failed on shard {s} (exit {rc}): {last}{hint}"
-                )
-            os.replace(table, index_dir / f"table.{s}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for s in tqdm(range(n_shards), desc="suffix arrays", unit="shard", disable=disable, file=sys.stderr):
+        build_shard_table(index_dir, s, token_width, cpus=cpus, mem_gib=mem_gib)
 
 
 def build_index(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -161,7 +162,17 @@ class QueryHandler:
         self.default = indexes[0].name
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "indexes": list(self.indexes), "default": self.default}
+        """The ``GET /health`` answer: ``{"status", "indexes", "default", "info"}``.
+
+        ``info`` says what each index holds (vocabulary hash, case matching,
+        documents, tokens, and its ``partition`` when it is one part of a
+        corpus split over several servers), so that a client can check a set
+        of shards (:mod:`quco.corpus.sharded`).
+        """
+        from quco.corpus.sharded import describe
+
+        info = {name: describe(ix.stats) for name, ix in self.indexes.items()}
+        return {"status": "ok", "indexes": list(self.indexes), "default": self.default, "info": info}
 
     def handle(self, payload: Any) -> dict[str, Any]:
         """Answer one request.
@@ -402,6 +413,8 @@ def _shard_starts(manifest: Any) -> list[int]:
 class _Handler(BaseHTTPRequestHandler):
     server: CorpusServer
     server_version = "quco-serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
+    timeout = 60  # seconds an idle kept-alive connection is held
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("%s - %s", self.address_string(), format % args)
@@ -436,12 +449,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_json(self) -> Any:
         length_s = self.headers.get("Content-Length")
         if length_s is None:
+            self.close_connection = True  # the body, if any, is unread
             raise RequestError("the request needs a Content-Length", HTTPStatus.LENGTH_REQUIRED)
         try:
             length = int(length_s)
         except ValueError:
+            self.close_connection = True
             raise RequestError("Content-Length is not a number") from None
         if length < 0:
+            self.close_connection = True
             raise RequestError("Content-Length is negative")
         if length > MAX_BODY_BYTES:
             self.close_connection = True
@@ -473,6 +489,19 @@ class CorpusServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.handler = handler
         self.thread: threading.Thread | None = None
+        self._open: set[Any] = set()  # kept-alive connections, cut by close()
+        self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = super().get_request()
+        with self._open_lock:
+            self._open.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
 
     @property
     def url(self) -> str:
@@ -489,6 +518,13 @@ class CorpusServer(ThreadingHTTPServer):
             self.thread.join(timeout=10)
             self.thread = None
         self.server_close()
+        with self._open_lock:
+            conns, self._open = list(self._open), set()
+        for c in conns:  # a closed server answers nothing more, kept-alive connections included
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         _close_owned(self.handler.indexes.values())
 
 
