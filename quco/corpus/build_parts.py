@@ -205,6 +205,11 @@ def plan_tasks(docs: Iterable[SourceDoc], dirs: Sequence[Path], chunk_chars: int
             yield ShardTask(p, shard[p], str(dirs[p]), tuple(pending[p]))
             shard[p] += 1
             pending[p], chars[p] = [], 0
+    empty = [p for p in range(parts) if not pending[p] and shard[p] == 0]
+    if empty:  # found before the last tasks are built
+        raise BadInputError(
+            f"part {empty[0]} of {parts} has no document: the corpus has too few documents for {parts} parts"
+        )
     for p in range(parts):
         if pending[p]:
             yield ShardTask(p, shard[p], str(dirs[p]), tuple(pending[p]))
