@@ -128,6 +128,7 @@ class RayEngine:
         local_cpus = None if self.address else max(self.workers or 0, os.cpu_count() or 1)
         with ray_runtime(self.address, num_cpus=local_cpus) as ray:
             workers = self.workers or max(1, int(cluster_cpus(ray) / self.cpus_per_worker))
+            workers = min(workers, len(todo))  # an actor with no batch would load everything for nothing
             per_call = max(1, min(self.spans_per_call, len(todo) // (2 * workers)))
             ctx = ray.data.DataContext.get_current()
             ctx.execution_options.preserve_order = True

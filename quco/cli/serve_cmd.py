@@ -13,8 +13,9 @@ def register(subparsers: Any) -> None:
         help="serve indexes over HTTP with the infini-gram API's request format",
         description="Serve one or more quco indexes over HTTP. Requests use the infini-gram API's format "
         "(POST JSON with index, query_type = count|find|search_docs, query); co-occurrence counts "
-        "('A AND B' with max_diff_tokens) are quco's exact ones. GET /health lists the indexes. "
-        "Each index is named after its directory; the first is the default.",
+        "('A AND B' with max_diff_tokens) are quco's exact ones. GET /health lists the indexes and what "
+        "each holds (with its part number when it is one part of a corpus split by 'quco index build "
+        "--split N'). Each index is named after its directory; the first is the default.",
     )
     p.add_argument("dirs", nargs="+", metavar="DIR", help="index directories built by 'quco index build'")
     p.add_argument(
