@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -501,6 +502,14 @@ class CorpusServer(ThreadingHTTPServer):
         with self._open_lock:
             self._open.add(conn)
         return conn, addr
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A kept-alive connection reset or timed out by its client is routine: logged, not printed."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("connection from %s ended: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._open_lock:
