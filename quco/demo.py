@@ -108,9 +108,7 @@ def _log_step(msg: str) -> None:
     sys.stderr.write(f"quco demo: {msg}\n")
 
 
-def ensure_demo(
-    base: str | Path | None = None, *, dense: bool = False, noknowledge: bool = False
-) -> DemoPaths:
+def ensure_demo(base: str | Path | None = None, *, dense: bool = False, noknowledge: bool = False) -> DemoPaths:
     """Build whatever of the demo artefacts is missing; return their paths.
 
     Args:
@@ -145,13 +143,6 @@ def write_demo_audit_input(path: str | Path, rows: int = 10) -> Path:
     recs = []
     for r in iter_halueval_qa(range(0, rows)):
         recs.append({"id": f"{r.row}-right", "question": r.question, "answer": r.right_answer, "label": 0})
-        recs.append(
-            {
-                "id": f"{r.row}-hallucinated",
-                "question": r.question,
-                "answer": r.hallucinated_answer,
-                "label": 1,
-            }
-        )
+        recs.append({"id": f"{r.row}-hallucinated", "question": r.question, "answer": r.hallucinated_answer, "label": 1})
     _write_jsonl(out, recs)  # type: ignore[arg-type]
     return out

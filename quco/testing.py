@@ -120,26 +120,7 @@ class FakeExtractor:
     """Entities are runs of capitalised words; lexical, no model."""
 
     _SPAN = re.compile(r"\b[A-Z][\w'-]*(?:\s+(?:of\s+)?[A-Z][\w'-]*)*")
-    _QWORDS = {
-        "Who",
-        "What",
-        "When",
-        "Where",
-        "Which",
-        "Why",
-        "How",
-        "The",
-        "A",
-        "An",
-        "In",
-        "Is",
-        "Was",
-        "It",
-        "He",
-        "She",
-        "They",
-        "This",
-    }
+    _QWORDS = {"Who", "What", "When", "Where", "Which", "Why", "How", "The", "A", "An", "In", "Is", "Was", "It", "He", "She", "They", "This"}
 
     def entities(self, text: str) -> list[Entity]:
         out = []

@@ -141,10 +141,7 @@ class Confidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            **{
-                k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in self.aggregates().items()
-            },
+            **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in self.aggregates().items()},
             "tokens": [asdict(t) for t in self.tokens],
         }
 

@@ -52,9 +52,7 @@ def overhead(guard: Guard, rows: list[Any]) -> dict[str, Any]:
     seconds: list[float] = []
     for i, row in enumerate(rows):
         r = guard.answer(row.question)
-        sys.stderr.write(
-            f"  [{i + 1}/{len(rows)}] row {row.row}: {r.seconds:.1f}s, overhead {r.timings.overhead * 1000:.0f} ms\n"
-        )
+        sys.stderr.write(f"  [{i + 1}/{len(rows)}] row {row.row}: {r.seconds:.1f}s, overhead {r.timings.overhead * 1000:.0f} ms\n")
         seconds.append(r.seconds)
         gen_total += r.timings.generation
         over_total += r.timings.overhead
@@ -96,9 +94,7 @@ def main() -> int:
 
     demo = DemoPaths(default_base())
     if not demo.index.exists() or not demo.retrieval.exists():
-        sys.stderr.write(
-            f"demo index or retrieval collection missing under {demo.base}: run `quco demo` first\n"
-        )
+        sys.stderr.write(f"demo index or retrieval collection missing under {demo.base}: run `quco demo` first\n")
         return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,10 +117,7 @@ def main() -> int:
             sys.stderr.write(f"skipping policy {p}: {skipped[p]}\n")
 
     report: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine()},
         "model": getattr(generator, "name", ""),
         "index": str(demo.index),
         "retriever": str(demo.retrieval),
@@ -134,9 +127,7 @@ def main() -> int:
         "overhead": {},
     }
     ov_rows = load_halueval_qa(parse_rows(args.overhead_rows))
-    guards.get("quco", next(iter(guards.values()))).answer(
-        ov_rows[0].question
-    )  # warm-up: spaCy, corpus pages
+    guards.get("quco", next(iter(guards.values()))).answer(ov_rows[0].question)  # warm-up: spaCy, corpus pages
     for p in ("quco", "combined"):
         if p in guards:
             sys.stderr.write(f"overhead: {p} on {len(ov_rows)} questions\n")
@@ -145,13 +136,7 @@ def main() -> int:
 
     qa_rows = load_halueval_qa(parse_rows(args.qa_rows))
     qa_out = out / "qa"
-    cfg = {
-        "rows": args.qa_rows,
-        "model": report["model"],
-        "index": str(demo.index),
-        "retriever": str(demo.retrieval),
-        **common,
-    }
+    cfg = {"rows": args.qa_rows, "model": report["model"], "index": str(demo.index), "retriever": str(demo.retrieval), **common}
     cmd = f"python scripts/bench_guard.py --policies {','.join(guards)} --qa-rows {args.qa_rows}"
     probe = qa_rows[: args.probe_rows]
     t1 = time.perf_counter()
@@ -165,9 +150,7 @@ def main() -> int:
     summary = run_qa(qa_rows[:n_rows], guards, qa_out, config=cfg, command=cmd)
     report["qa"] = summary
     (out / "bench_guard.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(
-        json.dumps({"overhead": report["overhead"], "qa": summary["policies"], "n": summary["n"]}, indent=2)
-    )  # noqa: T201
+    print(json.dumps({"overhead": report["overhead"], "qa": summary["policies"], "n": summary["n"]}, indent=2))  # noqa: T201
     return 0
 
 

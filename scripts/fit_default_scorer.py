@@ -49,17 +49,14 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=1000)
     ap.add_argument("--calibration", default="none", choices=("none", "isotonic"))
     ap.add_argument("--work", default="eval/results/fit_default")
-    ap.add_argument(
-        "--out", default=str(Path(__file__).resolve().parents[1] / "quco" / "data" / DEFAULT_MODEL)
-    )
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "quco" / "data" / DEFAULT_MODEL))
     args = ap.parse_args()
     rows = parse_rows(args.rows)
     check_fit_rows(rows)
     index = args.index or str(DemoPaths(default_base()).index)
     t0 = time.perf_counter()
-    cfg = DetectorEvalConfig(
-        out=Path(args.work), protocol="self", rows=rows, index=index, model=args.model, window=args.window
-    )
+    cfg = DetectorEvalConfig(out=Path(args.work), protocol="self", rows=rows, index=index, model=args.model,
+                             window=args.window)
     comp = Components()
     comp.stats(index)  # fail early on a missing index
     items = collect(cfg, comp, args.model)
@@ -95,16 +92,9 @@ def main() -> int:
         },
     )
     rs.save(args.out)
-    summary = {
-        "out": args.out,
-        "rows": f"{rows.start}-{rows.stop - 1}",
-        "n": len(y),
-        "positives": int(sum(y)),
-        "dev_cv_roc_auc": cv["roc_auc"],
-        "ci": cv["ci"].get("roc_auc"),
-        "dev_cv_ece": cv["ece"],
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
+    summary = {"out": args.out, "rows": f"{rows.start}-{rows.stop - 1}", "n": len(y), "positives": int(sum(y)),
+               "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
+               "seconds": round(time.perf_counter() - t0, 1)}
     Path(args.work).mkdir(parents=True, exist_ok=True)
     (Path(args.work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

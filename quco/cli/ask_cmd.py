@@ -32,9 +32,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     p.add_argument("--index", help="corpus index directory or server URL (default: the demo index)")
     p.add_argument("--retriever", help="retrieval collection directory (default: the demo collection)")
-    p.add_argument(
-        "--model", help="generator model: packaged alias, HF id or path (default: SmolLM2-135M-Instruct)"
-    )
+    p.add_argument("--model", help="generator model: packaged alias, HF id or path (default: SmolLM2-135M-Instruct)")
     p.add_argument("-k", type=int, default=3, help="passages per retrieval (default: 3)")
     p.add_argument("--max-sentences", type=int, default=4, help="most sentences in the answer (default: 4)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens per sentence (default: 64)")
@@ -110,27 +108,17 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
     rich_table = require("rich.table")
     rich_panel = require("rich.panel")
     con = console or rich_console.Console()
-    con.print(
-        f"[bold]Question:[/bold] {result.question}" + (" [dim](truncated)[/dim]" if result.truncated else "")
-    )
+    con.print(f"[bold]Question:[/bold] {result.question}" + (" [dim](truncated)[/dim]" if result.truncated else ""))
     con.print(f"[bold]Policy:[/bold] {result.policy}   [bold]Model:[/bold] {result.model}")
 
     s1 = result.stage1
     if s1.risk is not None:
-        ents = (
-            ", ".join(
-                f"{e.entity.text} ({e.count.value}{'~' if e.count.approx else ''})" for e in s1.entities
-            )
-            or "none"
-        )
+        ents = ", ".join(f"{e.entity.text} ({e.count.value}{'~' if e.count.approx else ''})" for e in s1.entities) or "none"
         lines = [f"entities: {ents}", f"risk: {_risk_text(s1.risk)}"]
         lines += [f"  - {r.message}" for r in s1.risk.reasons]
         if s1.retrieval is not None:
             lines.append(f"retrieved with: {s1.retrieval.query!r}")
-            lines += [
-                f"  [{i}] {' '.join(d.text.split())[:passage_chars]}"
-                for i, d in enumerate(s1.retrieval.documents, 1)
-            ]
+            lines += [f"  [{i}] {' '.join(d.text.split())[:passage_chars]}" for i, d in enumerate(s1.retrieval.documents, 1)]
         con.print(rich_panel.Panel("\n".join(lines), title="stage 1 (question)"))
 
     table = rich_table.Table(title="sentences", show_lines=True)
@@ -140,10 +128,7 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
         reasons = "\n".join(f"- {r.message}" for r in (s.risk.reasons if s.risk else ()))
         text = s.text if not s.rewritten else f"{s.text}\n[dim]draft: {s.draft}[/dim]"
         if s.retrieval is not None:
-            docs = "\n".join(
-                f"[{i}] {' '.join(d.text.split())[:passage_chars]}"
-                for i, d in enumerate(s.retrieval.documents, 1)
-            )
+            docs = "\n".join(f"[{i}] {' '.join(d.text.split())[:passage_chars]}" for i, d in enumerate(s.retrieval.documents, 1))
             ret = f"query: {s.retrieval.query!r}\n{docs}"
         else:
             ret = "-"

@@ -20,9 +20,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("labeled", metavar="LABELED.jsonl", help="rows with question, answer, label")
     p.add_argument("--out", required=True, help="where to write the model JSON")
-    p.add_argument(
-        "--features", default="all", help="all, data, confidence, or comma-separated feature names"
-    )
+    p.add_argument("--features", default="all", help="all, data, confidence, or comma-separated feature names")
     p.add_argument("--calibration", choices=("none", "isotonic"), default="none")
     p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
     p.add_argument("--model", default=None, help="model that scores the answers (default SmolLM2-135M)")
@@ -68,15 +66,10 @@ def calibrate_file(
     from quco.prompts import qa_prompt
     from quco.risk.combined import RiskScorer, resolve_features
 
-    spec: str | list[str] = (
-        features
-        if features in ("all", "data", "confidence")
-        else [f.strip() for f in features.split(",") if f.strip()]
-    )
+    spec: str | list[str] = features if features in ("all", "data", "confidence") else [
+        f.strip() for f in features.split(",") if f.strip()]
     names = resolve_features(spec)
-    if not use_model and any(
-        n in ("mean_logprob", "min_prob", "max_entropy", "seq_logprob", "length") for n in names
-    ):
+    if not use_model and any(n in ("mean_logprob", "min_prob", "max_entropy", "seq_logprob", "length") for n in names):
         if features == "all":
             spec, names = "data", resolve_features("data")
         else:

@@ -51,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
         stale.unlink(missing_ok=True)
     sys.stdout.write(f"\n== quco audit {audit_in} --report {report} ==\n")
     sys.stdout.flush()
-    rc = main(
-        ["audit", str(audit_in), "--out", str(out), "--report", str(report), "--index", str(paths.index)]
-    )
+    rc = main(["audit", str(audit_in), "--out", str(out), "--report", str(report), "--index", str(paths.index)])
     if rc == 0:
         sys.stdout.write(f"\naudit written to {out}; open {report} in a browser\n")
     return rc

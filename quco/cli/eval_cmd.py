@@ -22,7 +22,6 @@ def register(sub: Any) -> None:
                 continue
             raise
         mod.register(evsub)
-
     def _help(args: argparse.Namespace) -> int:
         p.print_help()
         return 2

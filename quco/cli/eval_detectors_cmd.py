@@ -16,9 +16,7 @@ def _window(text: str) -> int | None:
     try:
         w = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--window must be a number of tokens or 'doc', got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"--window must be a number of tokens or 'doc', got {text!r}") from None
     if w <= 0:
         raise argparse.ArgumentTypeError("--window must be positive")
     return w
@@ -32,33 +30,21 @@ def register(evalsub: Any) -> None:
         "PR-AUC, ECE, Brier, recall at 5%/10% FPR with bootstrap 95% intervals; fitted detectors are "
         "cross-validated grouped by question. Writes detectors.json, detectors.md and figures into --out.",
     )
-    p.add_argument(
-        "--protocol",
-        default="self",
-        help="self (the model answers itself; default), paired (HaluEval's given answers), "
-        "or a JSONL file with question, answer, label (1 = hallucinated)",
-    )
+    p.add_argument("--protocol", default="self",
+                   help="self (the model answers itself; default), paired (HaluEval's given answers), "
+                   "or a JSONL file with question, answer, label (1 = hallucinated)")
     p.add_argument("--rows", default="2000-2299", help="HaluEval QA rows A-B, inclusive (default 2000-2299)")
     p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
     p.add_argument("--model", default=None, help="language model alias, HF id or path (default SmolLM2-135M)")
     p.add_argument("--window", type=_window, default=1000, help="co-occurrence window in tokens, or 'doc'")
-    p.add_argument(
-        "--ablations",
-        nargs="?",
-        const="corpus,window,model",
-        default="",
-        metavar="LIST",
-        help="also run ablations: corpus, window, model, comma-separated (alone: all three; "
-        "the model ablation regenerates every answer with the second model)",
-    )
+    p.add_argument("--ablations", nargs="?", const="corpus,window,model", default="", metavar="LIST",
+                   help="also run ablations: corpus, window, model, comma-separated (alone: all three; "
+                   "the model ablation regenerates every answer with the second model)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--no-model",
-        action="store_true",
-        help="paired/JSONL protocols: no confidence scoring (data side only)",
-    )
+    p.add_argument("--no-model", action="store_true",
+                   help="paired/JSONL protocols: no confidence scoring (data side only)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -77,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from quco.evaluation.run import DetectorEvalConfig, run_detectors_eval
 
     if args.protocol not in ("self", "paired") and not Path(args.protocol).is_file():
-        raise BadInputError(
-            f"--protocol must be self, paired or an existing JSONL file, got {args.protocol!r}"
-        )
+        raise BadInputError(f"--protocol must be self, paired or an existing JSONL file, got {args.protocol!r}")
     if args.protocol == "self" and args.no_model:
         raise BadInputError("--no-model does not apply to the self protocol (the model writes the answers)")
     if args.folds < 2:
@@ -104,11 +88,8 @@ def run(args: argparse.Namespace) -> int:
     )
     doc = run_detectors_eval(cfg)
     d = doc["detectors"]
-    parts = [
-        f"{k} {d[k]['roc_auc']:.3f}"
-        for k in ("combined", "data", "confidence", "length", "random")
-        if k in d and d[k].get("roc_auc") is not None
-    ]
+    parts = [f"{k} {d[k]['roc_auc']:.3f}" for k in ("combined", "data", "confidence", "length", "random")
+             if k in d and d[k].get("roc_auc") is not None]
     sys.stdout.write(
         f"n={doc['n']} ({doc['protocol']}, {doc['headline_slice']}) ROC-AUC: {', '.join(parts)}; "
         f"wrote {Path(args.out) / 'detectors.json'} in {doc['timing']['total_s']:.0f}s\n"

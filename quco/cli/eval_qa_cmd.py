@@ -19,9 +19,7 @@ def register(evalsub: Any) -> None:
         "right_answer (SQuAD EM and token F1). Resumes from --out when interrupted.",
     )
     p.add_argument("--rows", default="2000-2199", help="HaluEval QA rows A-B, inclusive (default: 2000-2199)")
-    p.add_argument(
-        "--policies", default=",".join(ALL_POLICIES), help="comma-separated policies (default: all)"
-    )
+    p.add_argument("--policies", default=",".join(ALL_POLICIES), help="comma-separated policies (default: all)")
     p.add_argument("--index", help="corpus index directory or URL (default: the demo index)")
     p.add_argument("--retriever", help="retrieval collection directory (default: the demo collection)")
     p.add_argument("--model", help="generator model (default: SmolLM2-135M-Instruct)")
@@ -38,9 +36,7 @@ def parse_policies(spec: str) -> list[str]:
     pols = [p.strip() for p in spec.split(",") if p.strip()]
     bad = [p for p in pols if p not in ALL_POLICIES]
     if bad or not pols:
-        raise BadInputError(
-            f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(ALL_POLICIES)}"
-        )
+        raise BadInputError(f"--policies: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(ALL_POLICIES)}")
     return list(dict.fromkeys(pols))
 
 
@@ -55,11 +51,7 @@ def run(args: argparse.Namespace) -> int:
     rows = load_halueval_qa(parse_rows(args.rows))
     if not rows:
         raise BadInputError(f"--rows {args.rows} selects no HaluEval QA row")
-    widest = (
-        "quco"
-        if any(p in ("quco", "combined") for p in policies)
-        else ("single" if any(p != "none" for p in policies) else "none")
-    )
+    widest = "quco" if any(p in ("quco", "combined") for p in policies) else ("single" if any(p != "none" for p in policies) else "none")
     index, retriever = resolve_locations(widest, args.index, args.retriever)
     stats = open_corpus(index) if index else None
     ret = open_retrieval(retriever) if retriever else None
@@ -93,15 +85,7 @@ def run(args: argparse.Namespace) -> int:
             parts += [flag, value]
     parts += ["--out", args.out]
     command = " ".join(shlex.quote(x) if i else x for i, x in enumerate(parts))
-    summary = run_qa(
-        rows,
-        guards,
-        args.out,
-        config=config,
-        command=command,
-        fresh=args.fresh,
-        progress=not args.no_progress,
-    )
+    summary = run_qa(rows, guards, args.out, config=config, command=command, fresh=args.fresh, progress=not args.no_progress)
     from quco.evaluation.qa import markdown_table
 
     sys.stdout.write(markdown_table(summary))

@@ -157,9 +157,7 @@ def collect_self(
     """
     cache = cache if cache is not None else GenerationCache(None)
     todo = [(r, c) for r in rows for c in conditions]
-    bar = _bar(
-        len(todo), "generating answers", progress and any(cache.get(r.row, c) is None for r, c in todo)
-    )
+    bar = _bar(len(todo), "generating answers", progress and any(cache.get(r.row, c) is None for r, c in todo))
     out = []
     for r, c in todo:
         evidence = [r.knowledge] if c == PASSAGE else []
@@ -203,18 +201,8 @@ def collect_paired(
             if bar is not None:
                 bar.update(1)
             out.append(
-                EvalItem(
-                    r.row,
-                    f"q{r.row}",
-                    "paired",
-                    r.question,
-                    ans,
-                    lab,
-                    r.right_answer,
-                    is_comparison(r.question, r.right_answer),
-                    conf,
-                    prompt,
-                )
+                EvalItem(r.row, f"q{r.row}", "paired", r.question, ans, lab, r.right_answer,
+                         is_comparison(r.question, r.right_answer), conf, prompt)
             )
     if bar is not None:
         bar.close()

@@ -53,20 +53,9 @@ FITTED: dict[str, tuple[str, ...]] = {
 SINGLES: tuple[str, ...] = ("mean_logprob", "min_prob", "max_entropy", "seq_logprob") + DATA_FEATURES
 #: a-priori sign of each raw feature: +1 when a higher value means more risk
 SIGN: dict[str, float] = {
-    "q_ent_freq_min": -1,
-    "q_ent_freq_mean": -1,
-    "a_ent_freq_min": -1,
-    "a_ent_freq_mean": -1,
-    "pair_cooc_min": -1,
-    "pair_cooc_max": -1,
-    "zero_cooc": 1,
-    "n_pairs": 1,
-    "n_entities": 1,
-    "any_approx": 1,
-    "mean_logprob": -1,
-    "min_prob": -1,
-    "max_entropy": 1,
-    "seq_logprob": -1,
+    "q_ent_freq_min": -1, "q_ent_freq_mean": -1, "a_ent_freq_min": -1, "a_ent_freq_mean": -1,
+    "pair_cooc_min": -1, "pair_cooc_max": -1, "zero_cooc": 1, "n_pairs": 1, "n_entities": 1,
+    "any_approx": 1, "mean_logprob": -1, "min_prob": -1, "max_entropy": 1, "seq_logprob": -1,
     "length": 1,
 }
 RULES = ("quco_rule", "quco_stage1", "quco_stage2", "flare")
@@ -99,9 +88,7 @@ def analyze_items(
 
 
 def _matrix(feats: Sequence[Mapping[str, float]], names: Sequence[str]) -> np.ndarray:
-    return np.asarray([[f.get(n, math.nan) for n in names] for f in feats], dtype=float).reshape(
-        len(feats), len(names)
-    )
+    return np.asarray([[f.get(n, math.nan) for n in names] for f in feats], dtype=float).reshape(len(feats), len(names))
 
 
 def word_length(answer: str) -> float:
@@ -302,14 +289,8 @@ def evaluate_slices(
             entry["detectors"] = {}
             entry["skipped"] = "fewer than two questions or only one label"
         else:
-            run = score_detectors(
-                sub,
-                [feats[i] for i in idx],
-                n_splits=n_splits,
-                seed=seed,
-                singles=singles,
-                fixed_models=fixed_models,
-            )
+            run = score_detectors(sub, [feats[i] for i in idx], n_splits=n_splits, seed=seed, singles=singles,
+                                  fixed_models=fixed_models)
             entry["detectors"] = metrics_of(run, n_boot=n_boot, seed=seed)
             runs[name] = run
         results[name] = entry

@@ -31,9 +31,7 @@ def _save(fig: Any, stem: Path) -> list[Path]:
     return out
 
 
-def roc_figure(
-    run: DetectorRun, stem: Path, *, title: str = "ROC", names: Sequence[str] = ROC_DETECTORS
-) -> list[Path]:
+def roc_figure(run: DetectorRun, stem: Path, *, title: str = "ROC", names: Sequence[str] = ROC_DETECTORS) -> list[Path]:
     """ROC curves of ``names`` (those present in ``run``), saved as ``stem.png`` and ``stem.svg``."""
     plt = _pyplot()
     metrics = require("sklearn.metrics")

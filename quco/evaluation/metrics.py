@@ -37,9 +37,7 @@ ECE_BINS = 10
 FPR_POINTS = (0.05, 0.10)
 
 
-def _arrays(
-    y: Sequence[float] | np.ndarray, s: Sequence[float] | np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(y: Sequence[float] | np.ndarray, s: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ya = np.asarray(y, dtype=float).ravel()
     sa = np.asarray(s, dtype=float).ravel()
     if ya.shape != sa.shape:

@@ -5,18 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-ORDER = (
-    "combined",
-    "data",
-    "confidence",
-    "shipped",
-    "quco_rule",
-    "quco_stage1",
-    "quco_stage2",
-    "flare",
-    "length",
-    "random",
-)
+ORDER = ("combined", "data", "confidence", "shipped", "quco_rule", "quco_stage1", "quco_stage2", "flare", "length", "random")
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -51,21 +40,15 @@ def detector_table(detectors: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _ablation_table(title: str, variants: Mapping[str, Any]) -> str:
     names = ("combined", "data", "confidence", "quco_rule", "length")
-    out = [
-        f"### {title}\n",
-        "| variant | n | accuracy | " + " | ".join(names) + " |",
-        "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |",
-    ]
+    out = [f"### {title}\n", "| variant | n | accuracy | " + " | ".join(names) + " |",
+           "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
     for v, r in variants.items():
         if "skipped" in r:
             out.append(f"| {v} | – | – | " + " | ".join("–" for _ in names) + f" |  ({r['skipped']})")
             continue
         d = r.get("detectors", {})
-        out.append(
-            f"| {v} | {r.get('n')} | {_f(r.get('accuracy'))} | "
-            + " | ".join(_ci(d[n], "roc_auc") if n in d else "–" for n in names)
-            + " |"
-        )
+        out.append(f"| {v} | {r.get('n')} | {_f(r.get('accuracy'))} | "
+                   + " | ".join(_ci(d[n], "roc_auc") if n in d else "–" for n in names) + " |")
     return "\n".join(out) + "\n"
 
 

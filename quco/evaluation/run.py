@@ -44,11 +44,7 @@ from quco.protocols import Extractor, Generator, Scorer
 log = logging.getLogger(__name__)
 
 #: co-occurrence settings compared by the window ablation: (label, window, mode)
-WINDOWS: tuple[tuple[str, int | None, str], ...] = (
-    ("doc", None, "doc"),
-    ("1000", 1000, "window"),
-    ("100", 100, "window"),
-)
+WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000", 1000, "window"), ("100", 100, "window"))
 #: detectors shown in ablation tables
 ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "length")
 
@@ -203,33 +199,22 @@ def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> lis
     return collect_user(cfg.protocol, scorer, prompt, progress=cfg.progress)
 
 
-def _features(
-    cfg: DetectorEvalConfig,
-    comp: Components,
-    items: Sequence[EvalItem],
-    index: str,
-    window: int | None,
-    mode: str,
-) -> list[dict[str, float]]:
+def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalItem], index: str,
+              window: int | None, mode: str) -> list[dict[str, float]]:
     analyzer = Analyzer(comp.extractor(), comp.stats(index), window=window, mode=mode, per_sentence=False)  # type: ignore[arg-type]
     return analyze_items(items, analyzer, progress=cfg.progress)
 
 
-def _headline(
-    items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig, n_boot: int
-) -> dict[str, Any]:
-    slices, _ = evaluate_slices(
-        items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed, n_splits=cfg.folds, singles=()
-    )
+def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
+              n_boot: int) -> dict[str, Any]:
+    slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
+                                n_splits=cfg.folds, singles=())
     first = next(iter(slices.values()))
     return {
         "n": first["n"],
         "accuracy": first["accuracy"],
-        "detectors": {
-            k: {m: v.get(m) for m in ("roc_auc", "pr_auc", "ece", "brier", "coverage", "ci")}
-            for k, v in first["detectors"].items()
-            if k in ABLATION_DETECTORS
-        },
+        "detectors": {k: {m: v.get(m) for m in ("roc_auc", "pr_auc", "ece", "brier", "coverage", "ci")}
+                      for k, v in first["detectors"].items() if k in ABLATION_DETECTORS},
     }
 
 
@@ -283,16 +268,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     timing["analyze_s"] = round(time.perf_counter() - t1, 1)
     t2 = time.perf_counter()
     proto = _protocol_name(cfg)
-    slices, runs = evaluate_slices(
-        items,
-        feats,
-        proto,
-        n_boot=cfg.n_boot,
-        seed=cfg.seed,
-        n_splits=cfg.folds,
-        singles=SINGLES,
-        fixed_models=shipped_model(cfg),
-    )
+    slices, runs = evaluate_slices(items, feats, proto, n_boot=cfg.n_boot, seed=cfg.seed, n_splits=cfg.folds,
+                                   singles=SINGLES, fixed_models=shipped_model(cfg))
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
@@ -329,12 +306,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     }
     if proto == "self":
         doc["accuracy_by_condition"] = {
-            c: round(
-                1
-                - sum(it.label for it in items if it.condition == c)
-                / max(1, sum(1 for it in items if it.condition == c)),
-                4,
-            )
+            c: round(1 - sum(it.label for it in items if it.condition == c) / max(1, sum(1 for it in items if it.condition == c)), 4)
             for c in (CLOSED, PASSAGE)
         }
         doc["comparison_share"] = round(sum(it.comparison for it in items) / max(1, len(items)), 4)
@@ -349,15 +321,11 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     if head_name in runs:
         run = runs[head_name]
         figs += roc_figure(run, cfg.out / "roc", title=f"ROC, {proto} protocol ({head_name}, n={head['n']})")
-        figs += reliability_diagram(
-            run, cfg.out / "reliability", title=f"Reliability ({head_name}, n={head['n']})"
-        )
+        figs += reliability_diagram(run, cfg.out / "reliability", title=f"Reliability ({head_name}, n={head['n']})")
     doc["figures"] = [p.name for p in figs]
     timing["total_s"] = round(time.perf_counter() - t0, 1)
     doc["timing"] = timing
-    (cfg.out / "detectors.json").write_text(
-        json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8"
-    )
+    (cfg.out / "detectors.json").write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     (cfg.out / "detectors.md").write_text(markdown_report(doc), encoding="utf-8")
     return doc
 
@@ -373,17 +341,13 @@ def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str
                 "gold": it.gold,
                 "label": it.label,
                 "comparison": it.comparison,
-                "features": {
-                    k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6))
-                    for k, v in ft.items()
-                },
+                "features": {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in ft.items()},
             }
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
-def run_ablations(
-    cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem], feats: list[dict[str, float]]
-) -> dict[str, Any]:
+def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
+                  feats: list[dict[str, float]]) -> dict[str, Any]:
     """Corpus coverage, co-occurrence window and model ablations (headline slice, smaller bootstrap)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
@@ -401,11 +365,8 @@ def run_ablations(
     # window
     win: dict[str, Any] = {}
     for label, w, mode in WINDOWS if "window" in kinds else ():
-        f_w = (
-            feats
-            if (w == cfg.window and mode == ("doc" if cfg.window is None else "window"))
-            else _features(cfg, comp, items, cfg.index, w, mode)
-        )
+        f_w = feats if (w == cfg.window and mode == ("doc" if cfg.window is None else "window")) else _features(
+            cfg, comp, items, cfg.index, w, mode)
         win[label] = _headline(items, f_w, cfg, nb)
     if "window" in kinds:
         out["window"] = win
@@ -421,12 +382,8 @@ def run_ablations(
         h2 = _headline(items2, f2, cfg2, nb)
         if cfg.protocol == "self":
             h2["accuracy_by_condition"] = {
-                c: round(
-                    1
-                    - sum(it.label for it in items2 if it.condition == c)
-                    / max(1, sum(1 for it in items2 if it.condition == c)),
-                    4,
-                )
+                c: round(1 - sum(it.label for it in items2 if it.condition == c)
+                         / max(1, sum(1 for it in items2 if it.condition == c)), 4)
                 for c in (CLOSED, PASSAGE)
             }
         models[_model_slug(other)] = h2

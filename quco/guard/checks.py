@@ -103,9 +103,7 @@ class Checker:
         if policy not in POLICIES:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
         if on_backend_error not in ("open", "closed", "raise"):
-            raise BadInputError(
-                f"on_backend_error must be 'open', 'closed' or 'raise', not {on_backend_error!r}"
-            )
+            raise BadInputError(f"on_backend_error must be 'open', 'closed' or 'raise', not {on_backend_error!r}")
         if policy in ("quco", "combined"):
             if extractor is None:
                 raise QucoError(f"policy {policy!r} needs an entity extractor")
@@ -149,9 +147,7 @@ class Checker:
         counts = dict(zip(terms, self._corpus(lambda: stats.count_many(terms), errors), strict=True))
         return tuple(EntityCount(e, counts[e.text]) for e in ents)
 
-    def _pairs(
-        self, ents: Sequence[Entity], q_ents: Sequence[Entity], errors: list[str]
-    ) -> tuple[PairCount, ...]:
+    def _pairs(self, ents: Sequence[Entity], q_ents: Sequence[Entity], errors: list[str]) -> tuple[PairCount, ...]:
         if self.extractor is None or self.stats is None:
             return ()
         with self.clock.time("extraction"):
@@ -160,18 +156,14 @@ class Checker:
         if not keys:
             return ()
         stats = self.stats
-        coocs = dict(
-            zip(keys, self._corpus(lambda: stats.cooccur_many(keys, window=self.window), errors), strict=True)
-        )
+        coocs = dict(zip(keys, self._corpus(lambda: stats.cooccur_many(keys, window=self.window), errors), strict=True))
         return tuple(PairCount(p, coocs[(p.head.text, p.tail.text)]) for p in pairs)
 
     def _failed(self, errors: list[str], query: str) -> Verdict:
         msg = "; ".join(errors)
         reason = Reason("backend_error", f"corpus check failed ({self.on_backend_error}): {msg}")
         if self.on_backend_error == "closed":
-            return Verdict(
-                Risk(1.0, True, self.policy, (reason,)), query=query, errors=tuple(errors), action="closed"
-            )
+            return Verdict(Risk(1.0, True, self.policy, (reason,)), query=query, errors=tuple(errors), action="closed")
         return Verdict(Risk(0.0, False, self.policy, (reason,)), errors=tuple(errors), action="open")
 
     def _degraded_action(self, errors: list[str]) -> str:
@@ -202,11 +194,7 @@ class Checker:
             if self.policy == "quco":
                 risk = quco_stage1(counts, self.entity_threshold)
             else:
-                risk = combined_rule(
-                    self.risk_model,
-                    Signals(question_entities=counts, window=self.window),
-                    self.risk_threshold,
-                )
+                risk = combined_rule(self.risk_model, Signals(question_entities=counts, window=self.window), self.risk_threshold)
         return Verdict(
             risk,
             entities=counts,
@@ -257,11 +245,7 @@ class Checker:
                 risk = combined_rule(self.risk_model, signals, self.risk_threshold)
             query = None
             if risk.flagged:
-                query = (
-                    pair_query(pairs, sentence)
-                    if pairs
-                    else flare_query(sentence, confidence, self.theta, question)
-                )
+                query = pair_query(pairs, sentence) if pairs else flare_query(sentence, confidence, self.theta, question)
         return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors))
 
 

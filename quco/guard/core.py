@@ -149,12 +149,7 @@ class Guard:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
         if policy != "none" and retriever is None:
             raise QucoError(f"policy {policy!r} needs a retriever (build one with `quco retrieval build`)")
-        for name, v in (
-            ("k", k),
-            ("max_sentences", max_sentences),
-            ("max_new_tokens", max_new_tokens),
-            ("token_budget", token_budget),
-        ):
+        for name, v in (("k", k), ("max_sentences", max_sentences), ("max_new_tokens", max_new_tokens), ("token_budget", token_budget)):
             if v < 1:
                 raise BadInputError(f"{name} must be at least 1, got {v}")
         if policy == "combined" and risk_model is None:
@@ -222,9 +217,7 @@ class _Run:
         self.g = guard
         self.q = question
         self.clock = Clock()
-        self.checker = Checker(
-            guard.policy, guard.extractor, guard.stats, clock=self.clock, **guard._checker_args
-        )  # type: ignore[arg-type]
+        self.checker = Checker(guard.policy, guard.extractor, guard.stats, clock=self.clock, **guard._checker_args)  # type: ignore[arg-type]
         self.retrievals = 0
         self.llm_calls = 0
         self.tokens = 0
@@ -258,12 +251,7 @@ class _Run:
             )
         piece = _first_sentence(gen)
         self.tokens += piece.tokens
-        if (
-            not len(piece.confidence)
-            and piece.text
-            and self.g.scorer is not None
-            and self.g.policy in ("flare", "combined")
-        ):
+        if not len(piece.confidence) and piece.text and self.g.scorer is not None and self.g.policy in ("flare", "combined"):
             with self.clock.time("scoring"):
                 full = _join(prefix, piece.text)
                 conf = self.g.scorer.score(prompt, full)

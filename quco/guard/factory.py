@@ -25,9 +25,7 @@ def open_corpus(location: str | Path) -> Any:
     loc = str(location)
     for part in loc.split(","):
         if not part.startswith(("http://", "https://")) and not Path(part).exists():
-            raise IndexNotFoundError(
-                f"no corpus index at {part} (build one with `quco index build` or run `quco demo`)"
-            )
+            raise IndexNotFoundError(f"no corpus index at {part} (build one with `quco index build` or run `quco demo`)")
     from quco.corpus import open_stats
 
     return open_stats(loc)

@@ -64,9 +64,7 @@ def combined_rule(model: Any, signals: Signals, threshold: float) -> Risk:
     if math.isnan(p):
         return Risk(p, False, "combined", (*reasons, Reason("no_score", "the risk model returned NaN")))
     flagged = p > threshold
-    head = Reason(
-        "risk_probability", f"p(hallucination) = {p:.3f} {'>' if flagged else '<='} {threshold:g}", "", p
-    )
+    head = Reason("risk_probability", f"p(hallucination) = {p:.3f} {'>' if flagged else '<='} {threshold:g}", "", p)
     return Risk(p, flagged, "combined", (head, *reasons))
 
 
@@ -79,11 +77,7 @@ def flare_query(sentence: str, confidence: Confidence | None, theta: float, fall
     The tokens' texts must concatenate to the draft; otherwise the draft is
     used as is. ``fallback`` (the question) is used when nothing is left.
     """
-    if (
-        confidence is not None
-        and len(confidence)
-        and "".join(t.token for t in confidence.tokens).strip() == sentence.strip()
-    ):
+    if confidence is not None and len(confidence) and "".join(t.token for t in confidence.tokens).strip() == sentence.strip():
         kept = "".join(t.token for t in confidence.tokens if t.prob >= theta)
     else:
         kept = sentence

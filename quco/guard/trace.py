@@ -102,12 +102,7 @@ class BackendError:
 
 
 def _entity_dict(ec: EntityCount) -> dict[str, Any]:
-    return {
-        "text": ec.entity.text,
-        "label": ec.entity.label,
-        "count": int(ec.count.value),
-        "approx": ec.count.approx,
-    }
+    return {"text": ec.entity.text, "label": ec.entity.label, "count": int(ec.count.value), "approx": ec.count.approx}
 
 
 def _pair_dict(pc: PairCount) -> dict[str, Any]:
@@ -122,9 +117,7 @@ def _pair_dict(pc: PairCount) -> dict[str, Any]:
 def _confidence_dict(c: Confidence | None) -> dict[str, Any] | None:
     if c is None or len(c) == 0:
         return None
-    agg: dict[str, Any] = {
-        k: (None if math.isnan(v) else round(float(v), 6)) for k, v in c.aggregates().items()
-    }
+    agg: dict[str, Any] = {k: (None if math.isnan(v) else round(float(v), 6)) for k, v in c.aggregates().items()}
     agg["tokens"] = [{"token": t.token, "prob": round(t.prob, 6)} for t in c.tokens]
     return agg
 

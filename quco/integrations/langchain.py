@@ -64,9 +64,7 @@ __all__ = ["QucoGuardRunnable", "QucoRetriever", "to_langchain_document"]
 
 def to_langchain_document(d: Document) -> LCDocument:
     """A quco Document as a LangChain Document (id and score in the metadata)."""
-    return LCDocument(
-        page_content=d.text, metadata={**dict(d.metadata), "id": d.id, "score": float(d.score)}, id=d.id
-    )
+    return LCDocument(page_content=d.text, metadata={**dict(d.metadata), "id": d.id, "score": float(d.score)}, id=d.id)
 
 
 class QucoRetriever(BaseRetriever):
@@ -85,9 +83,7 @@ class QucoRetriever(BaseRetriever):
     k: int = 3
     """Documents per query."""
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[LCDocument]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
         return [to_langchain_document(d) for d in self.retriever.retrieve(query, k=self.k)]
 
 
@@ -247,11 +243,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         if not block:
             return input
         text = _text_of(input)
-        return (
-            f"Evidence:\n{block}\n\nQuestion: {text}"
-            if isinstance(input, str)
-            else f"Evidence:\n{block}\n\n{text}"
-        )
+        return f"Evidence:\n{block}\n\nQuestion: {text}" if isinstance(input, str) else f"Evidence:\n{block}\n\n{text}"
 
     def _stage2(self, st: _State, text: str) -> list[SentenceRecord]:
         records = []
@@ -264,19 +256,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             if v.fired and v.query is not None and self.on_risk == "rewrite":
                 retrieval = self._retrieve(st, v.query, f"sentence {i}")
             records.append(
-                SentenceRecord(
-                    i,
-                    sent,
-                    sent,
-                    v.entities,
-                    v.pairs,
-                    None,
-                    v.risk,
-                    retrieval,
-                    False,
-                    "stop",
-                    st.clock.since(before),
-                )
+                SentenceRecord(i, sent, sent, v.entities, v.pairs, None, v.risk, retrieval, False, "stop", st.clock.since(before))
             )
         return records
 
@@ -291,47 +271,26 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
                 docs.setdefault(d.id, d)
         return list(docs.values())
 
-    def _rewrite_sentences(
-        self, st: _State, records: list[SentenceRecord], config: RunnableConfig | None
-    ) -> list[SentenceRecord]:
+    def _rewrite_sentences(self, st: _State, records: list[SentenceRecord], config: RunnableConfig | None) -> list[SentenceRecord]:
         out: list[SentenceRecord] = []
         prefix = ""
         for r in records:
             if r.retrieval and r.retrieval.documents and self.rewriter is not None:
                 ev = [d.text[: self.max_evidence_chars] for d in r.retrieval.documents]
                 with st.clock.time("generation"):
-                    new = _first_sentence(
-                        _text_of(
-                            self.rewriter.invoke(rewrite_prompt(st.question, ev, r.text, prefix), config)
-                        )
-                    )
+                    new = _first_sentence(_text_of(self.rewriter.invoke(rewrite_prompt(st.question, ev, r.text, prefix), config)))
                 if new:
-                    r = SentenceRecord(
-                        r.index,
-                        new,
-                        r.draft,
-                        r.entities,
-                        r.pairs,
-                        None,
-                        r.risk,
-                        r.retrieval,
-                        True,
-                        "stop",
-                        r.timings,
-                    )
+                    r = SentenceRecord(r.index, new, r.draft, r.entities, r.pairs, None, r.risk, r.retrieval, True, "stop", r.timings)
             out.append(r)
             prefix = f"{prefix} {r.text}".strip()
         return out
 
-    def _message(
-        self, st: _State, output: Any, text: str, records: list[SentenceRecord], rewritten_answer: bool
-    ) -> AIMessage:
+    def _message(self, st: _State, output: Any, text: str, records: list[SentenceRecord], rewritten_answer: bool) -> AIMessage:
         report = {
             "policy": self.policy,
             "on_risk": self.on_risk,
             "question": st.question,
-            "flagged": bool(st.stage1.risk and st.stage1.risk.flagged)
-            or any(r.risk and r.risk.flagged for r in records),
+            "flagged": bool(st.stage1.risk and st.stage1.risk.flagged) or any(r.risk and r.risk.flagged for r in records),
             "retrievals": st.retrievals,
             "rewritten": rewritten_answer or any(r.rewritten for r in records),
             "stage1": Stage1Record(st.stage1.entities, st.stage1.risk, st.retrieval).to_dict(),
@@ -344,11 +303,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         return AIMessage(content=text, response_metadata=meta)
 
     def _needs_rerun(self, records: list[SentenceRecord]) -> bool:
-        return (
-            self.on_risk == "rewrite"
-            and self.rewriter is None
-            and any(r.retrieval and r.retrieval.documents for r in records)
-        )
+        return self.on_risk == "rewrite" and self.rewriter is None and any(r.retrieval and r.retrieval.documents for r in records)
 
     # -- Runnable API ---------------------------------------------------------------------
 
@@ -361,9 +316,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         rerun = False
         if self._needs_rerun(records):
             with st.clock.time("generation"):
-                output = self.chain.invoke(
-                    self._with_evidence(input, self._rewrite_plan(st, records)), config
-                )
+                output = self.chain.invoke(self._with_evidence(input, self._rewrite_plan(st, records)), config)
             text, rerun = _text_of(output), True
         elif self.on_risk == "rewrite":
             records = self._rewrite_sentences(st, records, config)
@@ -383,9 +336,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         rerun = False
         if self._needs_rerun(records):
             with st.clock.time("generation"):
-                output = await self.chain.ainvoke(
-                    self._with_evidence(input, self._rewrite_plan(st, records)), config
-                )
+                output = await self.chain.ainvoke(self._with_evidence(input, self._rewrite_plan(st, records)), config)
             text, rerun = _text_of(output), True
         elif self.on_risk == "rewrite":
             records = self._rewrite_sentences(st, records, config)
@@ -414,9 +365,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         msg = self._message(st, last, text, self._stage2(st, text), False)
         yield AIMessageChunk(content="", response_metadata=msg.response_metadata)
 
-    async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[AIMessage]:
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[AIMessage]:
         """Async :meth:`stream`."""
         if self.on_risk == "rewrite":
             yield AIMessageChunk(**_chunk_fields(await self.ainvoke(input, config)))

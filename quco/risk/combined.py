@@ -75,9 +75,8 @@ def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
 
 
-def fit_logistic(
-    X: np.ndarray, y: np.ndarray, C: float = 1.0, *, max_iter: int = 100, tol: float = 1e-8
-) -> tuple[np.ndarray, float]:
+def fit_logistic(X: np.ndarray, y: np.ndarray, C: float = 1.0, *, max_iter: int = 100,
+                 tol: float = 1e-8) -> tuple[np.ndarray, float]:
     """L2-penalized logistic regression by Newton's method (scikit-learn's objective).
 
     Minimizes ``C * sum(log-loss) + 0.5 * ||w||^2`` (intercept not penalized),
@@ -173,9 +172,7 @@ class RiskScorer:
             setattr(self, k, v)
         return self
 
-    def fit(
-        self, X: Rows, y: Sequence[int] | np.ndarray, *, provenance: Mapping[str, Any] | None = None
-    ) -> RiskScorer:
+    def fit(self, X: Rows, y: Sequence[int] | np.ndarray, *, provenance: Mapping[str, Any] | None = None) -> RiskScorer:
         """Learn from feature rows and labels (1 = hallucinated).
 
         Args:
@@ -307,9 +304,7 @@ class RiskScorer:
             else:
                 val = feats.get(col, math.nan)
                 msg = f"{col} = {val:.3g} raises the risk by {c:+.2f} logit"
-            reasons.append(
-                Reason("feature", msg, col, None if val is None or math.isnan(val) else float(val))
-            )
+            reasons.append(Reason("feature", msg, col, None if val is None or math.isnan(val) else float(val)))
         reasons.extend(QucoPolicy().assess(signals).reasons)
         reasons.extend(r for r in FlarePolicy().assess(signals).reasons if r.kind == "low_prob_token")
         return Risk(p, p >= self.threshold, self.name, tuple(reasons))
@@ -369,16 +364,12 @@ class RiskScorer:
             s.coef_ = np.asarray(d["coef"], dtype=float)
             s.intercept_ = float(d["intercept"])
             iso = d.get("isotonic")
-            s.isotonic_ = (
-                None if not iso else (np.asarray(iso["x"], dtype=float), np.asarray(iso["y"], dtype=float))
-            )
+            s.isotonic_ = None if not iso else (np.asarray(iso["x"], dtype=float), np.asarray(iso["y"], dtype=float))
             s.provenance_ = dict(d.get("provenance") or {})
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"risk-scorer file is incomplete or malformed: {exc}") from exc
         ncol = len(s.feature_names_) + len(s.indicators_)
-        if not (
-            s.coef_.size == s.mean_.size == s.scale_.size == ncol and s.impute_.size == len(s.feature_names_)
-        ):
+        if not (s.coef_.size == s.mean_.size == s.scale_.size == ncol and s.impute_.size == len(s.feature_names_)):
             raise BadInputError("risk-scorer file has inconsistent array sizes")
         s.n_train_ = int(s.provenance_.get("n_rows", 0))
         return s

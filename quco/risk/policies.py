@@ -58,9 +58,7 @@ class QucoPolicy:
 
     name = "quco"
 
-    def __init__(
-        self, entity_threshold: float = ENTITY_THRESHOLD, cooc_threshold: float = COOC_THRESHOLD
-    ) -> None:
+    def __init__(self, entity_threshold: float = ENTITY_THRESHOLD, cooc_threshold: float = COOC_THRESHOLD) -> None:
         self.entity_threshold = entity_threshold
         self.cooc_threshold = cooc_threshold
 
@@ -106,9 +104,7 @@ class QucoPolicy:
         for pc in sorted(signals.pairs, key=lambda pc: pc.count.value):
             if pc.count.value < self.cooc_threshold:
                 subj = f"{pc.pair.head.text} | {pc.pair.tail.text}"
-                where = (
-                    "in the same document" if signals.window is None else f"within {signals.window} tokens"
-                )
+                where = "in the same document" if signals.window is None else f"within {signals.window} tokens"
                 reasons.append(
                     Reason(
                         "zero_cooccurrence",
@@ -167,10 +163,7 @@ class FlarePolicy:
         conf = signals.confidence
         if conf is None or len(conf) == 0:
             return Risk(
-                0.0,
-                False,
-                self.name,
-                (Reason("no_confidence", "no token confidences: FLARE cannot judge it"),),
+                0.0, False, self.name, (Reason("no_confidence", "no token confidences: FLARE cannot judge it"),)
             )
         low = sorted(conf.low_tokens(self.theta), key=lambda t: t.prob)
         reasons = tuple(
