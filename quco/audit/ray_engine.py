@@ -23,7 +23,8 @@ and its unfinished batches are run again; nothing is committed twice because
 only the driver writes, once per batch, in order.
 
 Every Ray node must read the input file, the index (or reach the corpus
-servers) and the count cache at the paths the driver gives.
+servers) and the count cache at the paths the driver gives. The driver holds
+one small span record per batch (not the rows), and the commits stream.
 """
 
 from __future__ import annotations
