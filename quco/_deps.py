@@ -26,6 +26,7 @@ _EXTRAS: dict[str, tuple[str, str]] = {
     "tqdm": ("index", "tqdm"),
     "rich": ("index", "rich"),
     "numpy": ("index", "numpy"),
+    "ray": ("distributed", "ray[data]"),
 }
 
 

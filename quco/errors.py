@@ -29,6 +29,10 @@ class CorruptIndexError(QucoError):
     """An index exists but its manifest or files are damaged or incomplete."""
 
 
+class ShardSetError(QucoError):
+    """Indexes or servers given as one corpus in shards do not form one (mismatched, missing or repeated parts)."""
+
+
 class TokenizerMismatchError(QucoError):
     """A query tokenizer differs from the one the index was built with."""
 

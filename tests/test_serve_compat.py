@@ -207,4 +207,4 @@ def test_a_raw_client_reads_the_413_and_a_clean_close(served) -> None:
         while chunk := s.recv(65536):  # ends with an EOF, not a reset
             data += chunk
     head, _, payload = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.0 413") and "larger than" in json.loads(payload)["error"]
+    assert head.split(b" ", 2)[1] == b"413" and head.startswith(b"HTTP/1.") and "larger than" in json.loads(payload)["error"]

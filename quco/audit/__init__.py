@@ -2,7 +2,10 @@
 
 - :mod:`quco.audit.rows`: input parsing (bad rows are reported, never fatal);
 - :mod:`quco.audit.verdicts`: the policies applied to each answer and sentence;
-- :mod:`quco.audit.runner`: :class:`Auditor` and the streaming, resumable :func:`run_audit`;
+- :mod:`quco.audit.records`: :class:`Auditor`, a batch of rows to output records;
+- :mod:`quco.audit.steps`: the per-batch steps (cut, parse, analyse, encode), the same under every engine;
+- :mod:`quco.audit.runner`: the streaming, resumable :func:`run_audit` (commits each batch) and the local engine;
+- :mod:`quco.audit.ray_engine`: the same steps in Ray actors (``--engine ray``, extra ``distributed``);
 - :mod:`quco.audit.report`: :func:`build_report`, a self-contained HTML page.
 
 Command line: ``quco audit IN.jsonl --out OUT.jsonl [--report REPORT.html]``.

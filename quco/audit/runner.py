@@ -1,9 +1,11 @@
 """Streaming, resumable audits: JSONL of answers in, one JSON line of evidence per answer out.
 
-:class:`Auditor` turns a batch of :class:`~quco.audit.rows.AuditRow` into output
-records (one extraction pass and one corpus query per distinct term and pair
-per batch, through :meth:`quco.analyze.Analyzer.analyze_many`).
-:func:`run_audit` streams an input file through it in batches of input lines:
+:class:`~quco.audit.records.Auditor` turns a batch of rows into output records;
+:mod:`quco.audit.steps` holds the steps applied to each batch of input lines
+(cut, parse, analyse, encode), the same under every engine. :func:`run_audit`
+is the executor's side: it takes the encoded batches from an engine
+(:class:`LocalEngine`, or :class:`quco.audit.ray_engine.RayEngine`), in input
+order, and commits them:
 
 - constant memory: the input is read line by line in binary and decoded per
   line; only one batch is held at a time;
@@ -38,39 +40,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import math
 import os
-import re
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
-from quco.analyze import Analysis, AnalysisItem, Analyzer
-from quco.audit.rows import AuditRow, BadRow, RawLine, parse_raw, read_lines
-from quco.audit.verdicts import Judge
+from quco.audit.records import OUTPUT_KEYS, Auditor, MemoExtractor, context_support
+from quco.audit.steps import BatchResult, ParsedBatch, cut_batches, parse_batch, pipelined, span_of
 from quco.errors import BadInputError, QucoError
-from quco.nlp.sentences import sentence_spans
-from quco.prompts import qa_prompt
-from quco.protocols import Extractor, Scorer
-from quco.risk.features import EntityCount, PairCount
-from quco.types import Confidence, Entity, Pair, Risk
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "OUTPUT_KEYS", "AuditSummary", "Auditor", "Engine", "LocalEngine", "MemoExtractor", "context_support",
+    "run_audit", "side_paths",
+]  # fmt: skip
 
 STATE_VERSION = 1
-#: Output keys; a passed-through input field with one of these names gets an ``input_`` prefix.
-OUTPUT_KEYS = frozenset(
-    {
-        "id", "line", "question", "answer", "label", "risk", "flagged", "risk_policy", "verdicts",
-        "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context",
-    }
-)  # fmt: skip
 
 
 def side_paths(out: str | Path) -> tuple[Path, Path]:
@@ -84,253 +71,55 @@ def side_paths(out: str | Path) -> tuple[Path, Path]:
     return p.with_name(stem + ".bad.jsonl"), p.with_name(stem + ".state.json")
 
 
-def _num(x: float | None) -> float | None:
-    if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))):
-        return None
-    return round(float(x), 6)
+# --------------------------------------------------------------------- engines
 
 
-def _risk_dict(r: Risk) -> dict[str, Any]:
-    return {
-        "probability": _num(r.probability),
-        "flagged": bool(r.flagged),
-        "reasons": [
-            {"kind": x.kind, "message": x.message, "subject": x.subject, "value": _num(x.value)}
-            for x in r.reasons
-        ],
-    }
+class Engine(Protocol):
+    """Where the steps of :mod:`quco.audit.steps` run: it yields each batch's result, in input order."""
 
+    name: str
 
-def _ent_dict(ec: EntityCount, offset: int = 0, new: bool | None = None) -> dict[str, Any]:
-    e = ec.entity
-    d: dict[str, Any] = {
-        "text": e.text,
-        "surface": e.surface,
-        "label": e.label,
-        "start": e.start + offset,
-        "end": e.end + offset,
-    }
-    if new is not None:
-        d["new"] = new
-    d["count"] = int(ec.count.value)
-    d["approx"] = bool(ec.count.approx)
-    return d
+    def results(
+        self, src: Path, fin: BinaryIO, start_line: int, start: int, batch_size: int
+    ) -> Iterator[BatchResult]:
+        """Results of the batches of ``src`` after ``start_line`` lines (byte ``start``), in order.
 
-
-def _pair_dict(pc: PairCount) -> dict[str, Any]:
-    return {
-        "head": pc.pair.head.text,
-        "tail": pc.pair.tail.text,
-        "count": int(pc.count.value),
-        "approx": bool(pc.count.approx),
-    }
-
-
-def context_support(entities: Sequence[Entity], context: Sequence[str]) -> dict[str, Any]:
-    """Whether each entity appears in the context (case-folded, whole words).
-
-    Args:
-        entities: the answer's entities.
-        context: the documents retrieved for the answer.
-
-    Returns:
-        ``{"entities": [{"text", "supported"}], "supported_share"}``; the share
-        is ``None`` when there is no entity.
-    """
-    hay = "\n".join(context).casefold()
-    seen: set[str] = set()
-    items: list[dict[str, Any]] = []
-    for e in entities:
-        if e.key in seen:
-            continue
-        seen.add(e.key)
-        forms = {e.key, e.surface.casefold()}
-        ok = any(re.search(r"(?<!\w)" + re.escape(f) + r"(?!\w)", hay) for f in forms if f)
-        items.append({"text": e.text, "supported": ok})
-    share = sum(bool(i["supported"]) for i in items) / len(items) if items else None
-    return {"entities": items, "supported_share": _num(share)}
-
-
-class MemoExtractor:
-    """An extractor that runs each distinct text once: within a batch and across recent batches.
-
-    The analysis of an answer extracts its question, the answer and each of its
-    sentences; a one-sentence answer is its own sentence, and logged questions
-    repeat. Entities depend on the text alone, so repeats are answered from a
-    bounded LRU memo. Thread-safe: :func:`run_audit` fills the memo for the
-    next batch in a background thread (:meth:`Auditor.prefetch`) while the
-    current batch's corpus queries run; the wrapped extractor is called by one
-    thread at a time.
-
-    Args:
-        extractor: the real extractor.
-        maxsize: texts remembered.
-    """
-
-    def __init__(self, extractor: Extractor, *, maxsize: int = 16_384) -> None:
-        self.extractor = extractor
-        self.maxsize = maxsize
-        self._memo: OrderedDict[str, list[Entity]] = OrderedDict()
-        self._lock = threading.Lock()
-        self._run_lock = threading.Lock()
-
-    def entities(self, text: str) -> list[Entity]:
-        return self.entities_many([text])[0]
-
-    def entities_many(self, texts: Sequence[str]) -> list[list[Entity]]:
-        distinct = list(dict.fromkeys(texts))
-        found: dict[str, list[Entity]] = {}
-        with self._lock:
-            for t in distinct:
-                hit = self._memo.get(t)
-                if hit is not None:
-                    self._memo.move_to_end(t)
-                    found[t] = hit
-        todo = [t for t in distinct if t not in found]
-        if todo:
-            with self._run_lock:
-                got = self.extractor.entities_many(todo)
-            with self._lock:
-                for t, ents in zip(todo, got):
-                    found[t] = ents
-                    self._memo[t] = ents
-                while len(self._memo) > self.maxsize:
-                    self._memo.popitem(last=False)
-        return [list(found[t]) for t in texts]
-
-    def pairs(self, sentence: Sequence[Entity], question: Sequence[Entity] = ()) -> list[Pair]:
-        return self.extractor.pairs(sentence, question)
-
-    def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
-        return self.extractor.new_entities(answer, question)
-
-
-class Auditor:
-    """Audits batches of rows: analysis, policy verdicts and the output records.
-
-    Args:
-        analyzer: shares extraction and corpus queries across a batch.
-        judge: the policies applied to each answer and sentence.
-        scorer: the model's confidence scorer (``None``: data side only).
-        prompt: builds the prompt an answer is scored under (default: the
-            closed-book :func:`quco.prompts.qa_prompt`).
-    """
-
-    def __init__(
-        self,
-        analyzer: Analyzer,
-        judge: Judge,
-        *,
-        scorer: Scorer | None = None,
-        prompt: Callable[[str], str] = qa_prompt,
-    ) -> None:
-        self.analyzer = analyzer
-        self.judge = judge
-        self.scorer = scorer
-        self.prompt = prompt
-
-    def _confidences(self, rows: Sequence[AuditRow]) -> list[Confidence | None]:
-        if self.scorer is None:
-            return [None] * len(rows)
-        prompts = [self.prompt(r.question) for r in rows]
-        many = getattr(self.scorer, "score_many", None)
-        if callable(many):
-            return list(many(list(zip(prompts, [r.answer for r in rows]))))
-        return [self.scorer.score(p, r.answer) for p, r in zip(prompts, rows)]
-
-    def prefetch(self, rows: Sequence[AuditRow]) -> None:
-        """Extract the entities of ``rows`` ahead of :meth:`audit` (fills a :class:`MemoExtractor`).
-
-        A no-op unless the analyzer's extractor is a :class:`MemoExtractor`.
-        Errors are left for :meth:`audit` to meet again.
+        Args:
+            src: the input file.
+            fin: ``src`` opened in binary mode (shared with the committer, which
+                may seek it and puts the position back).
+            start_line: input lines already committed.
+            start: the byte offset just past them.
+            batch_size: input lines per batch.
         """
-        ex = self.analyzer.extractor
-        if not isinstance(ex, MemoExtractor) or not rows:
-            return
-        texts: list[str] = []
-        for r in rows:
-            texts += [r.question, r.answer]
-            if self.analyzer.per_sentence:
-                texts += [r.answer[a:b] for a, b in sentence_spans(r.answer)]
-        try:
-            ex.entities_many(texts)
-        except QucoError as exc:
-            log.debug("prefetch failed, the batch will be analysed without it: %s", exc)
+        ...
 
-    def audit(self, rows: Sequence[AuditRow]) -> list[dict[str, Any]]:
-        """Output records for ``rows``, in order."""
-        if not rows:
-            return []
-        confs = self._confidences(rows)
-        items = [AnalysisItem(r.question, r.answer, c) for r, c in zip(rows, confs)]
-        analyses = self.analyzer.analyze_many(items)
-        return [self.record(r, a) for r, a in zip(rows, analyses)]
 
-    def record(self, row: AuditRow, a: Analysis) -> dict[str, Any]:
-        """The output record of one analysed row."""
-        verdicts = self.judge.judge(a.signals)
-        head = self.judge.headline
-        rec: dict[str, Any] = {"id": row.id, "line": row.line, "question": row.question, "answer": row.answer}
-        if row.label is not None:
-            rec["label"] = row.label
-        top = verdicts[head]
-        rec["risk"] = _num(top.probability)
-        rec["flagged"] = bool(top.flagged)
-        rec["risk_policy"] = head
-        rec["verdicts"] = {k: _risk_dict(v) for k, v in verdicts.items()}
-        new_keys = {ec.entity.key for ec in a.signals.new_answer_entities}
-        rec["question_entities"] = [_ent_dict(ec) for ec in a.signals.question_entities]
-        rec["answer_entities"] = [
-            _ent_dict(ec, new=ec.entity.key in new_keys) for ec in a.signals.answer_entities
-        ]
-        rec["pairs"] = [_pair_dict(pc) for pc in a.signals.pairs]
-        sents = []
-        for s in a.sentences:
-            sv = self.judge.judge(s.signals)
-            sents.append(
-                {
-                    "text": s.text,
-                    "start": s.start,
-                    "end": s.end,
-                    "risk": _num(sv[head].probability),
-                    "flagged": bool(sv[head].flagged),
-                    "verdicts": {k: _risk_dict(v) for k, v in sv.items()},
-                    "entities": [_ent_dict(ec, offset=s.start) for ec in s.signals.answer_entities],
-                    "pairs": [_pair_dict(pc) for pc in s.signals.pairs],
-                }
-            )
-        rec["sentences"] = sents
-        conf = a.signals.confidence
-        if conf is not None:
-            rec["confidence"] = {k: _num(v) for k, v in conf.aggregates().items()}
-        if row.context is not None:
-            rec["context"] = context_support(a.answer_entities, row.context)
-        for k, v in row.extra.items():
-            rec[f"input_{k}" if k in OUTPUT_KEYS else k] = v
-        return rec
+class LocalEngine:
+    """The steps in this process: cut, parse, then analyse with the next batch's extraction prefetched.
 
-    def audit_or_isolate(
-        self, rows: Sequence[AuditRow]
-    ) -> tuple[list[tuple[int, dict[str, Any]]], list[BadRow]]:
-        """:meth:`audit`, falling back to one row at a time when the batch has a row the analysis rejects.
+    Args:
+        auditor: the auditor.
+    """
 
-        Returns:
-            ``(line, record)`` for the rows audited and a :class:`BadRow` for
-            each row whose analysis raised :class:`~quco.errors.BadInputError`.
-        """
-        try:
-            return [(r.line, rec) for r, rec in zip(rows, self.audit(rows))], []
-        except BadInputError as exc:
-            if len(rows) == 1:
-                return [], [BadRow(rows[0].line, f"cannot be analysed: {exc}")]
-        good: list[tuple[int, dict[str, Any]]] = []
-        bad: list[BadRow] = []
-        for r in rows:
-            try:
-                good.append((r.line, self.audit([r])[0]))
-            except BadInputError as exc:
-                bad.append(BadRow(r.line, f"cannot be analysed: {exc}"))
-        return good, bad
+    name = "local"
+
+    def __init__(self, auditor: Auditor) -> None:
+        self.auditor = auditor
+
+    def results(
+        self, src: Path, fin: BinaryIO, start_line: int, start: int, batch_size: int
+    ) -> Iterator[BatchResult]:
+        fin.seek(start)
+
+        def parsed() -> Iterator[ParsedBatch]:
+            pos = start
+            for seq, raws in enumerate(cut_batches(fin, start_line, batch_size)):
+                span = span_of(seq, raws, pos)
+                pos = span.end
+                yield parse_batch(span, raws)
+
+        yield from pipelined(self.auditor, parsed())
 
 
 # ---------------------------------------------------------------------- files
@@ -450,15 +239,9 @@ def _read_state(path: Path) -> _State | None:
         return None
 
 
-def _dumps(rec: Mapping[str, Any]) -> bytes:
-    return (json.dumps(rec, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n").encode(
-        "utf-8"
-    )
-
-
-def _commit(fh: Any, chunks: list[bytes]) -> int:
-    if chunks:
-        fh.write(b"".join(chunks))
+def _commit(fh: Any, data: bytes) -> int:
+    if data:
+        fh.write(data)
     fh.flush()
     os.fsync(fh.fileno())
     return int(fh.tell())
@@ -467,7 +250,7 @@ def _commit(fh: Any, chunks: list[bytes]) -> int:
 def run_audit(
     input_path: str | Path,
     out_path: str | Path,
-    auditor: Auditor,
+    auditor: Auditor | Engine,
     *,
     batch_size: int = 64,
     settings: Mapping[str, Any] | None = None,
@@ -481,7 +264,10 @@ def run_audit(
         input_path: the input JSONL (see :mod:`quco.audit.rows`).
         out_path: the output JSONL; its side file and state file are
             :func:`side_paths`.
-        auditor: the auditor.
+        auditor: the auditor (run by a :class:`LocalEngine`), or an engine
+            (:class:`LocalEngine`, :class:`quco.audit.ray_engine.RayEngine`).
+            Every engine writes the same bytes, so a run interrupted under
+            one can be resumed under another.
         batch_size: input lines per batch (and per commit).
         settings: the options that change the output (index, model, window...);
             a resumed run must have the same ones.
@@ -505,6 +291,7 @@ def run_audit(
     out = Path(out_path)
     if out.resolve() == src.resolve():
         raise BadInputError("the output file must differ from the input file")
+    engine: Engine = LocalEngine(auditor) if isinstance(auditor, Auditor) else auditor
     out.parent.mkdir(parents=True, exist_ok=True)
     bad_path, state_path = side_paths(out)
     sett = {**dict(settings or {}), "batch_size": batch_size}
@@ -545,32 +332,22 @@ def run_audit(
                 bad_fh.seek(state.bad_bytes)
             elif bad_path.exists():
                 bad_path.unlink()
-            fin.seek(state.in_offset)
             bar = _progress(progress, state.audited)
             done_now = 0
             try:
-                with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quco-audit-prefetch") as pool:
-                    # while batch k is analysed and committed, batch k+1's entities are extracted
-                    pending: _Pending | None = None
-
-                    def commit(p: _Pending) -> None:
-                        nonlocal done_now, bad_fh
-                        p.ready.result()
-                        n, bad_fh = _run_batch(p, auditor, state, fin, fout, bad_fh, bad_path, state_path)
-                        done_now += n
+                results = engine.results(src, fin, state.lines, state.in_offset, batch_size)
+                with closing(results):  # type: ignore[type-var]
+                    for expected, res in enumerate(results):
+                        if res.seq != expected:
+                            raise QucoError(
+                                f"the {engine.name} engine returned batch {res.seq} where {expected} was due"
+                            )
+                        bad_fh = _commit_batch(res, state, fin, fout, bad_fh, bad_path, state_path)
+                        done_now += res.audited
                         if bar is not None:
-                            bar.update(n)
+                            bar.update(res.audited)
                         if on_batch is not None:
                             on_batch(state.lines)
-
-                    for raws in _batches(read_lines(fin, start_line=state.lines), batch_size):
-                        rows, bad = _parse_batch(raws)
-                        nxt = _Pending(raws, rows, bad, pool.submit(auditor.prefetch, rows))
-                        if pending is not None:
-                            commit(pending)
-                        pending = nxt
-                    if pending is not None:
-                        commit(pending)
                 state.done = True
                 _write_state(state_path, state)
             finally:
@@ -591,62 +368,19 @@ def _progress(enabled: bool, initial: int) -> Any:
     return tqdm(initial=initial, unit=" answers", desc="audit", dynamic_ncols=True, mininterval=0.5)
 
 
-@dataclass(frozen=True)
-class _Pending:
-    """A parsed batch waiting for its entity prefetch."""
-
-    raws: list[RawLine]
-    rows: list[AuditRow]
-    bad: list[BadRow]
-    ready: Future[None]
-
-
-def _batches(lines: Iterator[RawLine], size: int) -> Iterator[list[RawLine]]:
-    batch: list[RawLine] = []
-    for raw in lines:
-        batch.append(raw)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _parse_batch(raws: Sequence[RawLine]) -> tuple[list[AuditRow], list[BadRow]]:
-    rows: list[AuditRow] = []
-    bad: list[BadRow] = []
-    for raw in raws:
-        parsed = parse_raw(raw)
-        if isinstance(parsed, AuditRow):
-            rows.append(parsed)
-        elif isinstance(parsed, BadRow):
-            bad.append(parsed)
-    return rows, bad
-
-
-def _run_batch(
-    batch: _Pending,
-    auditor: Auditor,
-    state: _State,
-    fin: Any,
-    fout: Any,
-    bad_fh: Any,
-    bad_path: Path,
-    state_path: Path,
-) -> tuple[int, Any]:
-    """Audit one parsed batch and commit it; returns (answers written, bad-file handle)."""
-    rows, bad = batch.rows, batch.bad
-    good, more_bad = auditor.audit_or_isolate(rows)
-    bad = sorted(bad + more_bad, key=lambda b: b.line)
-    state.out_bytes = _commit(fout, [_dumps(rec) for _, rec in good])
-    if bad:
+def _commit_batch(
+    res: BatchResult, state: _State, fin: Any, fout: Any, bad_fh: Any, bad_path: Path, state_path: Path
+) -> Any:
+    """Append one batch to the output and side files, then record the new state; returns the bad-file handle."""
+    state.out_bytes = _commit(fout, res.records)
+    if res.bad:
         if bad_fh is None:
             bad_fh = open(bad_path, "ab")  # noqa: SIM115 - closed by run_audit
-        state.bad_bytes = _commit(bad_fh, [_dumps(b.to_dict()) for b in bad])
-    state.lines = batch.raws[-1].line
-    state.in_offset = batch.raws[-1].end
+        state.bad_bytes = _commit(bad_fh, res.bad)
+    state.lines = res.last_line
+    state.in_offset = res.end
     state.in_fingerprint = _fingerprint(fin, state.in_offset)
-    state.audited += len(good)
-    state.bad += len(bad)
+    state.audited += res.audited
+    state.bad += res.n_bad
     _write_state(state_path, state)
-    return len(good), bad_fh
+    return bad_fh

@@ -32,6 +32,14 @@ length of OUT after each batch; rerunning the same command after an
 interruption continues where it stopped and writes the same file as an
 uninterrupted run. --restart starts over.
 
+engines: --engine local (default) audits in this process; --engine ray runs the
+same steps in a pool of Ray actors (--workers N, each loading the extractor,
+the index and the model once) on a local Ray runtime, or on the cluster at
+--address. Only this process writes OUT, batch by batch in input order, so
+both engines write the same bytes and a run stopped under one resumes under
+the other. Every Ray node must read IN.jsonl and the index (or reach the
+corpus servers) at the paths given here.
+
 exit status: 0 when every row was audited; 1 on an error (missing input or
 index, unreachable server; one line on stderr); otherwise the number of bad
 rows (malformed JSON, missing or non-string question/answer, non-UTF-8
@@ -57,7 +65,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--index",
         metavar="DIR_OR_URL",
-        help="corpus index directory, or URL of an infini-gram API (quco serve or the public service); "
+        help="corpus index directory, or URL of an infini-gram API (quco serve or the public service), "
+        "or one corpus in shards: URL1,URL2,... or a shard-map file (SHARDS.json); "
         "default: the demo index (indexes/built/index or $QUCO_DEMO_DIR/index)",
     )
     p.add_argument(
@@ -94,6 +103,26 @@ def register(sub: Any) -> None:
         metavar="N",
         help="riskiest answers listed in the report (default 200)",
     )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the batches are audited: this process (default), or a pool of Ray actors "
+        "(extra 'distributed'); both write the same bytes",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="with --engine ray: the Ray cluster to join (HOST:PORT of its head, or 'auto'); "
+        "default: start a local Ray runtime for the run",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --engine ray: actors, each loading the extractor, index and model once "
+        "(default: the cluster's CPUs)",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -104,9 +133,14 @@ def _index_location(arg: str | None) -> str:
     from quco.errors import IndexNotFoundError
 
     if arg:
-        if not arg.startswith(("http://", "https://")) and not Path(arg).exists():
-            raise IndexNotFoundError(f"no index at {arg}")
-        return arg
+        parts = [p.strip() for p in arg.split(",")]
+        for i, p in enumerate(parts):
+            if p.startswith(("http://", "https://")):
+                continue
+            if not p or not Path(p).exists():
+                raise IndexNotFoundError(f"no index at {p or arg}")
+            parts[i] = str(Path(p).resolve())  # absolute: Ray workers open it too
+        return ",".join(parts)
     loc = default_base() / "index"
     if not loc.exists():
         raise IndexNotFoundError(
@@ -124,14 +158,18 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--batch-size must be positive, got {args.batch_size}")
     if args.window < 1:
         raise BadInputError(f"--window must be positive, got {args.window}")
+    if args.engine == "local" and (args.address or args.workers):
+        raise BadInputError("--address and --workers go with --engine ray")
+    if args.workers is not None and args.workers < 1:
+        raise BadInputError(f"--workers must be positive, got {args.workers}")
     location = _index_location(args.index)
+    remote = location.startswith(("http://", "https://"))
+    if args.remote_index and (not remote or "," in location):
+        raise BadInputError("--remote-index goes with one API URL in --index")
 
-    from quco.analyze import Analyzer
-    from quco.audit.runner import Auditor, MemoExtractor, run_audit
-    from quco.audit.verdicts import default_judge, load_combined
-    from quco.corpus import open_stats
-    from quco.corpus.cache import CachedStats
-    from quco.nlp.entities import EntityExtractor
+    from quco.audit.runner import LocalEngine, run_audit
+    from quco.audit.spec import AuditSpec
+    from quco.audit.verdicts import load_combined
 
     use_model = not args.no_model
     if args.risk_model:
@@ -147,44 +185,45 @@ def run(args: argparse.Namespace) -> int:
     else:
         combined = load_combined(model=use_model)
     model_name = None
-    scorer = None
     if use_model:
-        from quco.lm.confidence import ConfidenceScorer
         from quco.models import canonical
 
         model_name = canonical(args.model)
-        scorer = ConfidenceScorer(model_name)
-    judge = default_judge(model=use_model, combined=combined)
-    remote = location.startswith(("http://", "https://"))
-    if args.remote_index and not remote:
-        raise BadInputError("--remote-index goes with an API URL in --index")
-    backend = open_stats(location, index=args.remote_index) if args.remote_index else open_stats(location)
-    stats = CachedStats(backend, maxsize=200_000, path=args.cache)
-    try:
-        analyzer = Analyzer(MemoExtractor(EntityExtractor()), stats, window=args.window)
-        auditor = Auditor(analyzer, judge, scorer=scorer)
-        loc_id = f"{location}#{args.remote_index or ''}" if remote else str(Path(location).resolve())
-        settings = {
-            "index": loc_id,
-            "model": model_name,
-            "window": args.window,
-            "policies": list(judge.names),
-        }
-        if args.risk_model:  # another scorer gives other risks: no resuming across it
-            from quco.models import file_sha256
+    spec = AuditSpec(
+        index=location,
+        remote_index=args.remote_index,
+        model=model_name,
+        combined=combined,
+        window=args.window,
+        cache=str(Path(args.cache).resolve()) if args.cache else None,
+    )
+    settings = spec.settings()
+    if args.risk_model:  # another scorer gives other risks: no resuming across it
+        from quco.models import file_sha256
 
-            settings["risk_model"] = file_sha256(Path(args.risk_model))
+        settings["risk_model"] = file_sha256(Path(args.risk_model))
+    stats = None
+    engine: Any
+    if args.engine == "ray":
+        from quco.audit.ray_engine import RayEngine
+
+        engine = RayEngine(spec, address=args.address, workers=args.workers)
+    else:
+        auditor, stats = spec.build()
+        engine = LocalEngine(auditor)
+    try:
         summary = run_audit(
             args.input,
             args.out,
-            auditor,
+            engine,
             batch_size=args.batch_size,
             settings=settings,
             restart=args.restart,
             progress=not args.no_progress,
         )
     finally:
-        stats.close()
+        if stats is not None:
+            stats.close()
     resumed = f" (resumed after line {summary.resumed_at})" if summary.resumed_at else ""
     sys.stderr.write(
         f"quco: audited {summary.audited} answers{resumed} -> {summary.out} "

@@ -15,7 +15,8 @@ def register(subparsers: Any) -> None:
         "(POST JSON with index, query_type = count|find|search_docs, query); counts of AND/OR queries "
         "(up to 4 AND clauses of up to 4 OR terms, max_diff_tokens <= 1000, max_clause_freq <= 500000) "
         "are quco's exact ones, approximate (and marked so) only beyond max_clause_freq. Bodies over "
-        "64 KiB get a 413. GET /health lists the indexes. An index is named NAME with NAME=DIR, else "
+        "64 KiB get a 413. GET /health lists the indexes and what each holds (with its part number when it "
+        "is one part of a corpus split by 'quco index build --split N'). An index is named NAME with NAME=DIR, else "
         "after its directory; the first is the default, which --alias names again (so a client written "
         "for the public API, e.g. QuCo-RAG's, can ask for v4_olmo-2-0325-32b-instruct_llama unchanged).",
     )

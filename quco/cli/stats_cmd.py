@@ -9,10 +9,15 @@ from typing import Any
 
 from quco.corpus.base import DEFAULT_WINDOW
 
+_INDEX_HELP = (
+    "index directory or server URL; or one corpus split by documents: URL1,URL2,... (or directories), "
+    "or a shard-map file SHARDS.json (counts summed over the parts)"
+)
+
 
 def register(subparsers: Any) -> None:
     c = subparsers.add_parser("count", help="count terms in a corpus index")
-    c.add_argument("--index", required=True, metavar="DIR_OR_URL", help="index directory or server URL")
+    c.add_argument("--index", required=True, metavar="DIR_OR_URL", help=_INDEX_HELP)
     c.add_argument("terms", nargs="+", metavar="TERM")
     c.add_argument("--casefold", action="store_true", help="also count case variants")
     c.add_argument("--tokenizer", default=None, metavar="NAME_OR_PATH",
@@ -21,7 +26,7 @@ def register(subparsers: Any) -> None:
     c.set_defaults(func=run_count)
 
     o = subparsers.add_parser("cooc", help="co-occurrence of two terms in a corpus index")
-    o.add_argument("--index", required=True, metavar="DIR_OR_URL", help="index directory or server URL")
+    o.add_argument("--index", required=True, metavar="DIR_OR_URL", help=_INDEX_HELP)
     o.add_argument("a", metavar="A")
     o.add_argument("b", metavar="B")
     o.add_argument("--window", type=int, default=DEFAULT_WINDOW, metavar="N",

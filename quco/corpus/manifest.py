@@ -65,6 +65,50 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """This index is one part of a corpus split by documents over several indexes (servers).
+
+    Every document of the corpus is in exactly one part, so a count or a
+    co-occurrence over the whole corpus is the sum of the parts' (see
+    :class:`quco.corpus.sharded.ShardedStats`).
+
+    Attributes:
+        corpus_id: the same for every part of one split, different for any other.
+        part: this part's number, 0-based.
+        parts: how many parts the corpus was split into.
+        assignment: how documents were given to parts.
+    """
+
+    corpus_id: str
+    part: int
+    parts: int
+    assignment: str = "round-robin"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "corpus_id": self.corpus_id,
+            "part": self.part,
+            "parts": self.parts,
+            "assignment": self.assignment,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str = "manifest") -> Partition:
+        """Validate a partition record.
+
+        Raises:
+            CorruptIndexError: a field is missing or out of range.
+        """
+        if not isinstance(d, Mapping):
+            raise CorruptIndexError(f"{where}: 'partition' must be an object")
+        cid, part, parts = d.get("corpus_id"), d.get("part"), d.get("parts")
+        ints = all(isinstance(x, int) and not isinstance(x, bool) for x in (part, parts))
+        if not isinstance(cid, str) or not cid or not ints or not 0 <= part < parts:  # type: ignore[operator]
+            raise CorruptIndexError(f"{where}: 'partition' needs a corpus_id and 0 <= part < parts")
+        return cls(cid, int(part), int(parts), str(d.get("assignment", "round-robin")))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Manifest:
     """What an index holds and how it was built.
 
@@ -82,6 +126,8 @@ class Manifest:
         quco_version: the quco version that built it.
         built_at: ISO-8601 UTC time the build finished.
         build_seconds: wall time of the build.
+        partition: which part of a corpus split over several indexes this
+            one is (``None``: a whole corpus).
     """
 
     tokenizer: str
@@ -97,6 +143,7 @@ class Manifest:
     built_at: str = ""
     build_seconds: float = 0.0
     format_version: int = FORMAT_VERSION
+    partition: Partition | None = None
 
     @property
     def documents(self) -> int:
@@ -116,6 +163,12 @@ class Manifest:
         return sum(sum(s.files.values()) for s in self.shards)
 
     def to_dict(self) -> dict[str, Any]:
+        d = self._to_dict()
+        if self.partition is not None:
+            d["partition"] = self.partition.to_dict()
+        return d
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
             "tokenizer": self.tokenizer,
@@ -199,6 +252,9 @@ class Manifest:
             quco_version=get(d, "quco_version", str),
             built_at=get(d, "built_at", str),
             build_seconds=float(get(d, "build_seconds", (int, float))),
+            partition=None
+            if d.get("partition") is None
+            else Partition.from_dict(d["partition"], where=where),
         )
         if m.separator != (1 << (8 * width)) - 1:
             raise CorruptIndexError(f"{where}: separator {m.separator} does not match token_width {width}")

@@ -18,7 +18,10 @@ holds ``count``, ``approx``, ``latency``, ``token_ids``, ``tokens`` or an
   has no document mode: ``mode="doc"`` sends the window query with
   ``max_diff_tokens = doc_window`` and the answer is marked approximate.
 
-Only the standard library is used. Failures are handled by ``on_error``:
+Only the standard library is used. Requests go through a small pool of
+persistent HTTP/1.1 connections (one per concurrent request, kept alive
+between requests; a connection the server closed while idle is replaced and
+the request sent again once). Failures are handled by ``on_error``:
 
 - ``"raise"`` (default): :class:`~quco.errors.BackendUnavailableError` when the
   server cannot be reached or keeps failing, :class:`~quco.errors.EngineError`
@@ -35,11 +38,12 @@ Each degraded answer is a :class:`DegradedCount` and is recorded in
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +173,10 @@ class RemoteStats(CorpusStats):
         self.requests = 0
         self._lock = threading.Lock()
         self._sleep: Callable[[float], None] = time.sleep
+        parts = urllib.parse.urlsplit(url)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._health_path = (parts.path or "/").rstrip("/") + "/health"
+        self._pool = _ConnectionPool(url, self.timeout, self.max_workers)
 
     @property
     def identity(self) -> str:
@@ -301,35 +309,44 @@ class RemoteStats(CorpusStats):
         )
 
     def _post_once(self, data: bytes) -> dict[str, Any]:
-        req = urllib.request.Request(
-            self.url,
-            data=data,
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
-            method="POST",
-        )
         with self._lock:
             self.requests += 1
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 - http(s) checked
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = _error_detail(exc)
-            if exc.code >= 500:
-                raise _Retryable(f"HTTP {exc.code}{detail}") from exc
-            raise EngineError(
-                f"corpus server {self.url} rejected the query: HTTP {exc.code}{detail}"
-            ) from exc
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, ConnectionRefusedError):
-                raise BackendUnavailableError(
-                    f"corpus server {self.url} is unreachable (connection refused)"
-                ) from exc
-            if isinstance(reason, (TimeoutError, ConnectionError)):
-                raise _Retryable(f"{type(reason).__name__}: {reason}") from exc
-            raise BackendUnavailableError(f"corpus server {self.url} is unreachable ({reason})") from exc
-        except (TimeoutError, ConnectionError) as exc:  # raised while reading
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        status, raw = self._send("POST", data)
+        if status >= 400:
+            detail = _error_detail(raw)
+            if status >= 500:
+                raise _Retryable(f"HTTP {status}{detail}")
+            raise EngineError(f"corpus server {self.url} rejected the query: HTTP {status}{detail}")
+        return self._json(raw)
+
+    def health(self) -> dict[str, Any]:
+        """The server's ``GET /health`` answer (``quco serve``: its indexes and what each holds).
+
+        Raises:
+            BackendUnavailableError: the server cannot be reached.
+            EngineError: the answer is not a JSON object, or an HTTP error.
+        """
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self._sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                status, raw = self._send("GET", None, path=self._health_path)
+            except _Retryable as exc:
+                last = str(exc)
+                continue
+            if status >= 400:
+                raise EngineError(f"corpus server {self.url} has no health answer: HTTP {status}")
+            return self._json(raw)
+        raise BackendUnavailableError(
+            f"corpus server {self.url} did not answer after {self.retries + 1} attempts: {last}"
+        )
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._pool.close()
+
+    def _json(self, raw: bytes) -> dict[str, Any]:
         try:
             res = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -342,6 +359,99 @@ class RemoteStats(CorpusStats):
             raise EngineError(f"corpus server {self.url}: {res['error']}")
         return res
 
+    def _send(self, method: str, body: bytes | None, *, path: str | None = None) -> tuple[int, bytes]:
+        """One HTTP exchange on a pooled connection: (status, body)."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            return self._pool.request(method, path or self._path, body, headers)
+        except ConnectionRefusedError as exc:
+            raise BackendUnavailableError(
+                f"corpus server {self.url} is unreachable (connection refused)"
+            ) from exc
+        except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except OSError as exc:  # name resolution, no route...
+            raise BackendUnavailableError(f"corpus server {self.url} is unreachable ({exc})") from exc
+
+
+class _ConnectionPool:
+    """Persistent HTTP connections to one host, one per concurrent request (thread-safe).
+
+    A connection is taken for one exchange and put back after it; at most
+    ``size`` idle ones are kept. When a kept connection turns out to have been
+    closed by the server (a keep-alive timeout), the request is sent once more
+    on a new connection. An ``http(s)_proxy`` from the environment is honoured.
+    """
+
+    def __init__(self, url: str, timeout: float, size: int) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or ""
+        self.port = parts.port
+        self.timeout = timeout
+        self.size = size
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        proxy = urllib.request.getproxies().get(parts.scheme)
+        self.proxy = (
+            None if not proxy or urllib.request.proxy_bypass(parts.netloc) else urllib.parse.urlsplit(proxy)
+        )
+        #: a request path is absolute (the full URL) when sent to a plain HTTP proxy
+        self.absolute = self.proxy is not None and not self.https
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+
+    def _new(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+        if self.proxy is not None:
+            conn = cls(self.proxy.hostname or "", self.proxy.port, timeout=self.timeout)
+            if self.https:
+                conn.set_tunnel(self.host, self.port)
+            return conn
+        return cls(self.host, self.port, timeout=self.timeout)
+
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        target = self.origin + path if self.absolute else path
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        reused = conn is not None
+        if conn is None:
+            conn = self._new()
+        while True:
+            try:
+                conn.request(method, target, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                if not reused:
+                    raise
+                conn, reused = self._new(), False  # the server dropped an idle connection: once more
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            break
+        if resp.will_close:
+            conn.close()
+        else:
+            with self._lock:
+                if len(self._idle) < self.size:
+                    self._idle.append(conn)
+                    conn = None  # type: ignore[assignment]
+            if conn is not None:
+                conn.close()
+        return resp.status, data
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for c in idle:
+            c.close()
+
 
 def _check_term(term: str) -> None:
     if not isinstance(term, str) or not term.strip():
@@ -350,10 +460,9 @@ def _check_term(term: str) -> None:
         raise BadInputError(f"a term may not contain ' AND ' or ' OR ' (query syntax): {term!r}")
 
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
+def _error_detail(body: bytes) -> str:
     try:
-        body = exc.read(4096)
-        msg = json.loads(body).get("error")
-    except (OSError, ValueError, AttributeError):
+        msg = json.loads(body[:4096]).get("error")
+    except (ValueError, AttributeError):
         return ""
     return f" ({msg})" if msg else ""

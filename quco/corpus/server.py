@@ -111,11 +111,22 @@ class QueryHandler:
             self.aliases[alias] = self.default
 
     def health(self) -> dict[str, Any]:
+        """The ``GET /health`` answer: ``{"status", "indexes", "default", "aliases", "info"}``.
+
+        ``info`` says what each index holds (vocabulary hash, case matching,
+        documents, tokens, and its ``partition`` when it is one part of a
+        corpus split over several servers), so that a client can check a set
+        of shards (:mod:`quco.corpus.sharded`).
+        """
+        from quco.corpus.sharded import describe
+
+        info = {name: describe(ix.stats) for name, ix in self.indexes.items()}
         return {
             "status": "ok",
             "indexes": list(self.indexes),
             "default": self.default,
             "aliases": self.aliases,
+            "info": info,
         }
 
     def lookup(self, name: Any) -> ServedIndex:
@@ -164,6 +175,7 @@ class QueryHandler:
 class _Handler(BaseHTTPRequestHandler):
     server: CorpusServer
     server_version = "quco-serve"
+    protocol_version = "HTTP/1.1"  # keep-alive: pooled clients reuse their connections
     timeout = SOCKET_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
@@ -294,6 +306,23 @@ class CorpusServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.handler = handler
         self.thread: threading.Thread | None = None
+        self._open: set[Any] = set()  # kept-alive connections, cut by close()
+        self._open_lock = threading.Lock()
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = super().get_request()
+        try:  # headers and body are two writes: without this, Nagle + delayed ACK add ~40 ms per kept-alive answer
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not TCP
+            pass
+        with self._open_lock:
+            self._open.add(conn)
+        return conn, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
 
     @property
     def url(self) -> str:
@@ -315,6 +344,13 @@ class CorpusServer(ThreadingHTTPServer):
             self.thread.join(timeout=10)
             self.thread = None
         self.server_close()
+        with self._open_lock:
+            conns, self._open = list(self._open), set()
+        for c in conns:  # a closed server answers nothing more, kept-alive connections included
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         _close_owned(self.handler.indexes.values())
 
 

@@ -21,10 +21,11 @@ def _needs(policy: str) -> tuple[bool, bool]:
 
 
 def open_corpus(location: str | Path) -> Any:
-    """Corpus statistics from an index directory or an http(s) URL."""
+    """Corpus statistics from an index directory, an http(s) URL, or several (``A,B,...``, a shard map)."""
     loc = str(location)
-    if not loc.startswith(("http://", "https://")) and not Path(loc).exists():
-        raise IndexNotFoundError(f"no corpus index at {loc} (build one with `quco index build` or run `quco demo`)")
+    for part in loc.split(","):
+        if not part.startswith(("http://", "https://")) and not Path(part).exists():
+            raise IndexNotFoundError(f"no corpus index at {part} (build one with `quco index build` or run `quco demo`)")
     from quco.corpus import open_stats
 
     return open_stats(loc)

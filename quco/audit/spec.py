@@ -1,0 +1,100 @@
+"""What an audit runs with, as a value any process can build its auditor from.
+
+The local engine builds one :class:`~quco.audit.records.Auditor` from an
+:class:`AuditSpec` in the calling process; the Ray engine sends the spec to
+its actors, and each builds its own (the extractor, the index, memory-mapped,
+and the model are loaded once per actor). The spec holds locations and names,
+never loaded objects, except the fitted ``combined`` scorer, a small
+picklable object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quco.audit.records import Auditor, MemoExtractor
+from quco.audit.verdicts import Judge, default_judge
+from quco.corpus.base import DEFAULT_WINDOW, CorpusStats
+
+#: counts kept in memory by each auditor
+CACHE_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class AuditSpec:
+    """How to build an audit's :class:`~quco.audit.records.Auditor`.
+
+    Attributes:
+        index: the corpus: an index directory, a server URL, several server
+            URLs or directories separated by commas (one corpus in shards), or
+            a shard-map file (see :func:`quco.corpus.open_stats`). Paths should
+            be absolute when the spec travels to other machines.
+        remote_index: with one server URL, the index the server should use.
+        model: the model that scores answer confidence (a packaged alias, HF
+            id or path); ``None``: data side only.
+        combined: the fitted scorer of the ``combined`` verdict, or ``None``.
+        window: co-occurrence window in tokens.
+        cache: a sqlite file that keeps corpus counts across runs (shared by
+            every process that builds from this spec).
+    """
+
+    index: str
+    remote_index: str | None = None
+    model: str | None = None
+    combined: Any = None
+    window: int = DEFAULT_WINDOW
+    cache: str | None = None
+
+    def judge(self) -> Judge:
+        """The policies of this audit (``quco``; ``flare`` with a model; ``combined`` with a scorer)."""
+        return default_judge(model=self.model is not None, combined=self.combined)
+
+    def open_stats(self) -> CorpusStats:
+        """The corpus backend behind an in-memory (and, with ``cache``, on-disk) count cache."""
+        from quco.corpus import open_stats
+        from quco.corpus.cache import CachedStats
+
+        kwargs: dict[str, Any] = {"index": self.remote_index} if self.remote_index else {}
+        backend = open_stats(self.index, **kwargs)
+        return CachedStats(backend, maxsize=CACHE_SIZE, path=self.cache)
+
+    def build(self) -> tuple[Auditor, CorpusStats]:
+        """A new auditor and the corpus backend it queries (close it when done).
+
+        Loads the spaCy pipeline now, and the model when there is one.
+        """
+        from quco.analyze import Analyzer
+        from quco.nlp.entities import EntityExtractor
+
+        scorer = None
+        if self.model is not None:
+            from quco.lm.confidence import ConfidenceScorer
+
+            scorer = ConfidenceScorer(self.model)
+        extractor = EntityExtractor()
+        extractor.nlp  # noqa: B018 - load the pipeline now, not inside the first batch
+        stats = self.open_stats()
+        try:
+            analyzer = Analyzer(MemoExtractor(extractor), stats, window=self.window)
+            return Auditor(analyzer, self.judge(), scorer=scorer), stats
+        except BaseException:
+            stats.close()
+            raise
+
+    def settings(self) -> dict[str, Any]:
+        """The options that change the output (a resumed run must have the same ones)."""
+        remote = self.index.startswith(("http://", "https://"))
+        if remote:
+            index_id = f"{self.index}#{self.remote_index or ''}"
+        elif "," in self.index:
+            index_id = ",".join(str(Path(p).resolve()) for p in self.index.split(","))
+        else:
+            index_id = str(Path(self.index).resolve())
+        return {
+            "index": index_id,
+            "model": self.model,
+            "window": self.window,
+            "policies": list(self.judge().names),
+        }
