@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.fixtures.nlp",
     "tests.fixtures.lm",
     "tests.fixtures.retrieval",
+    "tests.fixtures.upstream",
 ]

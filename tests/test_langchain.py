@@ -150,7 +150,7 @@ def test_bad_input_and_options() -> None:
     with pytest.raises(BadInputError):
         guarded(["x"], on_risk="delete")
     with pytest.raises(BadInputError):
-        guarded(["x"], policy="flare")
+        guarded(["x"], policy="single")
 
 
 def test_backend_down_fails_open_and_reports() -> None:
