@@ -119,7 +119,7 @@ def recording() -> Any:
 @pytest.fixture(scope="module")
 def proxy(recording: Any) -> Any:
     _, up = recording
-    with ServerThread(build_app(f"{up.url}/v1", make_guard())) as srv:
+    with ServerThread(build_app(f"{up.url}/v1", make_guard(), logprobs="always")) as srv:
         yield srv
 
 
@@ -136,6 +136,22 @@ def test_guarded_chat_adds_evidence_asks_logprobs_and_reports(recording: Any, pr
     assert q["stage1"]["retrieved"] and q["retrievals"] == 1 and q["flagged"]
     assert q["confidence"]["source"] == "model" and q["confidence"]["n_tokens"] == 6
     assert q["sentences"][0]["flagged"] and {r["where"] for r in q["reasons"]} == {"stage1", "sentence 0"}
+
+
+def test_logprobs_asked_only_when_the_policy_uses_them(recording: Any) -> None:
+    rec, up = recording
+    with ServerThread(build_app(f"{up.url}/v1", make_guard())) as quco_srv, ServerThread(
+        build_app(f"{up.url}/v1", make_guard(policy="flare"))
+    ) as flare_srv:
+        q = post(f"{quco_srv.url}/v1/chat/completions", CHAT).json()["quco"]
+        assert "logprobs" not in rec.requests[-1][2] and q["confidence"]["source"] == "model"  # the canned answer has them
+        post(f"{quco_srv.url}/v1/chat/completions", {**CHAT, "logprobs": True, "top_logprobs": 2})
+        assert rec.requests[-1][2]["logprobs"] is True and rec.requests[-1][2]["top_logprobs"] == 2  # the client's own
+        q = post(f"{flare_srv.url}/v1/chat/completions", CHAT).json()["quco"]
+        assert rec.requests[-1][2]["logprobs"] is True and rec.requests[-1][2]["top_logprobs"] == 5
+        assert q["policy"] == "flare" and not q["flagged"]  # every canned token has probability 0.9
+    with pytest.raises(BadInputError):
+        build_app(f"{up.url}/v1", make_guard(), logprobs="sometimes")
 
 
 def test_rewrite_per_request_asks_again_with_evidence(recording: Any, proxy: Any) -> None:

@@ -31,12 +31,13 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def proxy(llama_upstream: Upstream, small_index: Path, bm25_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    """``quco -v proxy`` in front of the llama.cpp server, over the small index and BM25 collection."""
+    """``quco -v proxy --policy combined`` (both sides: it asks for logprobs) in front of the llama.cpp
+    server, over the small index and BM25 collection."""
     port = free_port()
     log = tmp_path_factory.mktemp("proxy") / "proxy.log"
     cmd = [
         sys.executable, "-m", "quco", "-v", "proxy", "--upstream", llama_upstream.base_url, "--port", str(port),
-        "--index", str(small_index), "--retriever", str(bm25_dir), "-k", "2",
+        "--index", str(small_index), "--retriever", str(bm25_dir), "-k", "2", "--policy", "combined",
     ]  # fmt: skip
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
@@ -66,7 +67,7 @@ def test_answer_with_the_report(answer: Any, llama_upstream: Upstream) -> None:
     text = answer.choices[0].message.content
     assert isinstance(text, str) and text.strip()
     report = answer.model_extra["quco"]
-    assert report["policy"] == "quco" and report["on_risk"] == "flag"
+    assert report["policy"] == "combined" and report["on_risk"] == "flag"
     # Marie Curie occurs twice in the small corpus: stage 1 fired and retrieved her passages
     s1 = report["stage1"]
     assert s1["entities"][0]["text"] == "Marie Curie" and s1["retrieved"] and report["retrievals"] >= 1
@@ -77,6 +78,7 @@ def test_answer_with_the_report(answer: Any, llama_upstream: Upstream) -> None:
     assert conf["source"] == "model" and conf["n_tokens"] == answer.usage.completion_tokens
     assert conf["max_entropy"] is not None and conf["max_entropy"] >= 0
     assert report["sentences"] and all(s["confidence"] and s["confidence"]["tokens"] for s in report["sentences"])
+    assert all(s["rule"] == "combined" for s in report["sentences"])
     # the evidence reached the upstream: the guarded prompt is longer than the bare question's
     direct = ask(client(llama_upstream.base_url, llama_upstream.api_key))
     assert answer.usage.prompt_tokens > direct.usage.prompt_tokens + 20

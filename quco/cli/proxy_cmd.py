@@ -32,6 +32,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--retriever", help="retrieval collection directory (default: the demo collection)")
     p.add_argument("-k", type=int, default=3, help="passages per retrieval (default: 3)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the upstream (default: 120)")
+    p.add_argument(
+        "--logprobs", choices=("auto", "always", "never"), default="auto",
+        help="ask the upstream for token logprobs: when the policy uses them (auto: combined, flare), always "
+        "(also report them under quco), never; they cost little on vLLM/OpenAI but ~8x on llama-cpp-python",
+    )  # fmt: skip
     p.add_argument("--top-logprobs", type=int, default=5, help="alternatives per token asked of the upstream (default: 5)")
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
     p.add_argument(
@@ -64,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         k=args.k,
         on_backend_error=args.on_backend_error,
     )
-    app = build_app(args.upstream, guard, timeout=args.timeout, top_logprobs=args.top_logprobs, max_body_bytes=args.max_body_bytes)
+    app = build_app(args.upstream, guard, timeout=args.timeout, top_logprobs=args.top_logprobs, logprobs=args.logprobs, max_body_bytes=args.max_body_bytes)
     sys.stderr.write(
         f"quco: proxy for {args.upstream} at http://{args.host}:{args.port}/v1 "
         f"(policy {args.policy}, on_risk {args.on_risk}; Ctrl-C to stop)\n"

@@ -28,6 +28,7 @@ def build_app(
     *,
     timeout: float = 120.0,
     top_logprobs: int = 5,
+    logprobs: str = "auto",
     max_body_bytes: int = 1 << 20,
 ) -> Any:
     """The proxy's ASGI app in front of ``upstream``.
@@ -37,11 +38,13 @@ def build_app(
         guard: a :class:`quco.integrations.session.AnswerGuard`.
         timeout: seconds to wait for each upstream read.
         top_logprobs: alternatives per token asked of the upstream (entropy estimate).
+        logprobs: when to ask the upstream for logprobs: ``auto`` (the policy
+            uses them), ``always``, ``never`` (see :class:`~quco.proxy.serving.ProxyService`).
         max_body_bytes: largest request body accepted.
     """
     from quco.proxy.app import create_app
     from quco.proxy.serving import ProxyService
     from quco.proxy.upstream import Upstream
 
-    service = ProxyService(guard, Upstream(upstream, timeout=timeout), top_logprobs=top_logprobs)
+    service = ProxyService(guard, Upstream(upstream, timeout=timeout), top_logprobs=top_logprobs, logprobs=logprobs)
     return create_app(service, max_body_bytes=max_body_bytes)

@@ -71,13 +71,13 @@ class ChatKind:
                     return text
         raise BadInputError("the request has no user message with text to guard")
 
-    def upstream_body(self, req: Any, block: str, *, stream: bool) -> dict[str, Any]:
+    def upstream_body(self, req: Any, block: str, *, stream: bool, logprobs: bool) -> dict[str, Any]:
         body = req.model_dump(exclude_unset=True, exclude={"quco"})
         body["stream"] = stream
-        if not body.get("logprobs"):
+        if logprobs and not body.get("logprobs"):
             body["logprobs"] = True
-        if body.get("top_logprobs") is None and self.top_logprobs:
-            body["top_logprobs"] = self.top_logprobs
+            if body.get("top_logprobs") is None and self.top_logprobs:
+                body["top_logprobs"] = self.top_logprobs
         if block:
             msgs = copy.deepcopy(body["messages"])
             for m in reversed(msgs):
@@ -138,10 +138,10 @@ class CompletionKind:
             raise BadInputError("the prompt is empty")
         return prompt.strip()
 
-    def upstream_body(self, req: Any, block: str, *, stream: bool) -> dict[str, Any]:
+    def upstream_body(self, req: Any, block: str, *, stream: bool, logprobs: bool) -> dict[str, Any]:
         body = req.model_dump(exclude_unset=True, exclude={"quco"})
         body["stream"] = stream
-        if body.get("logprobs") is None:
+        if logprobs and body.get("logprobs") is None:
             body["logprobs"] = max(1, self.top_logprobs)
         if block:
             p = body["prompt"]

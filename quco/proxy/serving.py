@@ -7,7 +7,11 @@ For each guarded request :class:`ProxyService`:
    retrieved evidence is added to the request (before the question in the
    last user message, or before the prompt);
 2. asks the upstream for logprobs (``logprobs``/``top_logprobs`` unless the
-   client set them) and forwards the request;
+   client set them) when the confidence side is wanted (``logprobs="auto"``:
+   when the policy uses it, ``combined`` or ``flare``; ``"always"``; ``"never"``)
+   and forwards the request. Logprobs are not free everywhere: llama-cpp-python's
+   server computes them in Python over the whole vocabulary and answers about 8x
+   slower with them (``scripts/bench_proxy.py``);
 3. reads each choice's text and token logprobs, runs stage 2 on it
    (:meth:`~quco.integrations.session.GuardSession.check`) and adds the report
    under ``quco``;
@@ -59,6 +63,9 @@ def sse(data: Any) -> bytes:
 
 DONE = b"data: [DONE]\n\n"
 
+#: when the proxy asks the upstream for logprobs
+LOGPROBS_MODES: tuple[str, ...] = ("auto", "always", "never")
+
 
 class ProxyService:
     """Guards the exchange between clients and the upstream.
@@ -68,11 +75,18 @@ class ProxyService:
         upstream: the upstream client.
         top_logprobs: alternatives per token asked of the upstream when the
             client did not say (they make the entropy estimate; 0: none).
+        logprobs: when to ask the upstream for token logprobs: ``"auto"`` (when
+            the policy uses them: ``combined``, ``flare``), ``"always"`` (also
+            to report them under ``quco``), ``"never"``. A client that asks for
+            logprobs itself gets them, and the guard uses them, in every mode.
     """
 
-    def __init__(self, guard: AnswerGuard, upstream: Upstream, *, top_logprobs: int = 5) -> None:
+    def __init__(self, guard: AnswerGuard, upstream: Upstream, *, top_logprobs: int = 5, logprobs: str = "auto") -> None:
         if not 0 <= top_logprobs <= 20:
             raise BadInputError(f"top_logprobs must be within 0..20, not {top_logprobs}")
+        if logprobs not in LOGPROBS_MODES:
+            raise BadInputError(f"logprobs must be one of {', '.join(LOGPROBS_MODES)}, not {logprobs!r}")
+        self.ask_logprobs = logprobs == "always" or (logprobs == "auto" and guard.policy in ("combined", "flare"))
         self.guard = guard
         self.upstream = upstream
         self.chat_kind = ChatKind(top_logprobs)
@@ -126,7 +140,7 @@ class ProxyService:
     async def _complete(
         self, kind: Kind, req: Any, headers: Mapping[str, str], st: GuardSession, on_risk: str, block: str
     ) -> dict[str, Any]:
-        data = await self.upstream.post_json(kind.path, kind.upstream_body(req, block, stream=False), headers)
+        data = await self.upstream.post_json(kind.path, kind.upstream_body(req, block, stream=False, logprobs=self.ask_logprobs), headers)
         choices = [c for c in data.get("choices") or [] if isinstance(c, dict)]
         if not choices:
             raise ProxyError(502, "the upstream answered without choices")
@@ -135,7 +149,7 @@ class ProxyService:
         if on_risk == "rewrite" and st.needs_rewrite(records):
             draft = kind.choice_text(choices[0])
             block2 = evidence_block(st.rewrite_documents(records), self.guard.max_evidence_chars)
-            data = await self.upstream.post_json(kind.path, kind.upstream_body(req, block2, stream=False), headers)
+            data = await self.upstream.post_json(kind.path, kind.upstream_body(req, block2, stream=False, logprobs=self.ask_logprobs), headers)
             report = self._report(st, records, conf, on_risk, rewritten=True, draft=draft)
         else:
             report = self._report(st, records, conf, on_risk)
@@ -159,7 +173,7 @@ class ProxyService:
         st, on_risk, block = await self._start(kind, req)
         if on_risk == "rewrite":
             return self._replay(kind, await self._complete(kind, req, headers, st, on_risk, block))
-        resp = await self.upstream.open_stream(kind.path, kind.upstream_body(req, block, stream=True), headers)
+        resp = await self.upstream.open_stream(kind.path, kind.upstream_body(req, block, stream=True, logprobs=self.ask_logprobs), headers)
         return self._pass_through(kind, st, on_risk, resp, secrets_of(headers))
 
     async def _replay(self, kind: Kind, data: dict[str, Any]) -> AsyncIterator[bytes]:
