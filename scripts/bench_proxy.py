@@ -1,27 +1,35 @@
 """Benchmark ``quco proxy``: the latency it adds per request over calling the same upstream directly.
 
 Starts a real model server (llama-cpp-python's OpenAI-compatible server over the
-packaged SmolLM2 GGUF, one thread) and ``quco proxy`` in front of it (the CLI, a
-separate process, over the demo index and BM25 collection, policy ``quco``,
-``on_risk=flag``). Then, for each question, in one run and interleaved (the order
-alternating between rounds so that neither side always gets the upstream's warm
-prompt cache):
+packaged SmolLM2 GGUF, one thread) and two ``quco proxy`` processes in front of
+it (the CLI, over the demo index and BM25 collection, ``on_risk=flag``):
+``--policy quco`` (data side; it asks for no logprobs) and ``--policy combined``
+(both sides; it asks for ``logprobs``/``top_logprobs=5``). Then, for each
+question, in one run and interleaved (the order reversed every other request so
+that no side always gets the upstream's warm prompt cache):
 
 - **direct**: the chat request as a client would send it, to the upstream;
-- **direct + logprobs**: the same with ``logprobs``/``top_logprobs=5``, which the
-  proxy asks for (so the upstream's own cost of logprobs is seen apart);
-- **proxy**: the same request through the proxy.
+- **proxy quco**: the same request through the ``quco`` proxy;
+- **direct + logprobs** and **proxy combined** (the no-retrieval questions, in
+  the first ``--combined-rounds`` rounds): the request with logprobs, directly
+  and through the ``combined`` proxy, so that the upstream's own price for
+  logprobs is seen apart. (The shipped combined model's stage 1 fires on
+  these questions too, so that proxy also adds evidence.)
 
 Questions come in two groups, chosen by whether stage 1 fires on the demo
 index: ``no_retrieval`` (frequent entities: the request reaches the upstream
 unchanged) and ``retrieval`` (rare entities: BM25 evidence is added, so the
-upstream also reads a longer prompt). Greedy decoding: direct and proxied
-answers are compared for equality in the first group.
+upstream also reads a longer prompt). Greedy decoding, yet llama-cpp-python
+does not always give the same answer to the same request (its prompt cache
+differs between calls), and a different answer has a different length: so the
+added latency is also given over the pairs whose answers are the same text
+(the same upstream work).
 
-Reports per group p50/p99 of direct and proxied latency, of the added latency
-(paired, per request) and the ratio p50(proxy)/p50(direct) - 1 measured in this
-run (target: <= 5% added when no retrieval fires), the proxy's own stage-1 and
-stage-2 times and the retrieval time from its reports, and the load average.
+Reports per comparison p50/p99 of direct and proxied latency, of the added
+latency (paired, per request) and the ratio p50(proxy)/p50(direct) - 1 measured
+in this run (target: <= 5% added when no retrieval fires), the proxy's own
+stage-1 and stage-2 times and the retrieval time from its reports, and the load
+average. p99 over a few dozen requests is close to the maximum.
 
 Saves ``eval/results/bench_proxy.json``.
 
@@ -35,9 +43,11 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -98,9 +108,18 @@ def stats_ms(xs: list[float]) -> dict[str, float]:
     return {"p50": round(pct(xs, 50) * 1000, 2), "p99": round(pct(xs, 99) * 1000, 2), "mean": round(statistics.fmean(xs) * 1000, 2) if xs else float("nan")}
 
 
+def start_proxy(upstream: str, port: int, policy: str, demo: DemoPaths, log: Path) -> subprocess.Popen[Any]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "quco", "proxy", "--upstream", upstream, "--port", str(port), "--policy", policy,
+         "--index", str(demo.index), "--retriever", str(demo.retrieval)],
+        stdout=open(log, "w"), stderr=subprocess.STDOUT, env={**os.environ, "QUCO_TORCH_THREADS": "1"},
+    )  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=3, help="requests per question and side (default 3)")
+    ap.add_argument("--rounds", type=int, default=4, help="requests per question and side (default 4)")
+    ap.add_argument("--combined-rounds", type=int, default=1, help="of those, rounds that also run the logprob sides (default 1)")
     ap.add_argument("--max-tokens", type=int, default=32, help="tokens per answer (default 32)")
     ap.add_argument("--out", default="eval/results/bench_proxy.json")
     args = ap.parse_args()
@@ -108,34 +127,37 @@ def main() -> int:
     if not demo.index.exists() or not demo.retrieval.exists():
         raise SystemExit("the demo index is missing: run `make demo` first")
     load_start = os.getloadavg()
-    up_port, px_port = free_port(), free_port()
-    logs = Path("eval/results/.bench_proxy_logs")
-    logs.mkdir(parents=True, exist_ok=True)
+    ports = {name: free_port() for name in ("upstream", "quco", "combined")}
+    logs = Path(tempfile.mkdtemp(prefix="bench_proxy_"))
     up = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(up_port),
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(ports["upstream"]),
          "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1", "--seed", "0"],
         stdout=open(logs / "upstream.log", "w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    px = None
+    procs = [up]
+    upstream = f"http://127.0.0.1:{ports['upstream']}/v1"
     try:
-        wait(f"http://127.0.0.1:{up_port}/v1/models", up)
-        px = subprocess.Popen(
-            [sys.executable, "-m", "quco", "proxy", "--upstream", f"http://127.0.0.1:{up_port}/v1", "--port", str(px_port),
-             "--index", str(demo.index), "--retriever", str(demo.retrieval)],
-            stdout=open(logs / "proxy.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, "QUCO_TORCH_THREADS": "1"},
-        )  # fmt: skip
-        wait(f"http://127.0.0.1:{px_port}/quco/health", px)
-        results = run(args, f"http://127.0.0.1:{up_port}/v1", f"http://127.0.0.1:{px_port}/v1")
+        wait(f"{upstream}/models", up)
+        for policy in ("quco", "combined"):
+            procs.append(start_proxy(upstream, ports[policy], policy, demo, logs / f"proxy-{policy}.log"))
+            wait(f"http://127.0.0.1:{ports[policy]}/quco/health", procs[-1])
+        urls = {"direct": upstream, **{p: f"http://127.0.0.1:{ports[p]}/v1" for p in ("quco", "combined")}}
+        results = run(args, urls)
+    except BaseException:
+        sys.stderr.write(f"server logs kept in {logs}\n")
+        raise
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
     finally:
-        for p in (px, up):
-            if p is not None:
-                p.terminate()
-                p.wait(timeout=20)
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=20)
     out = {
         "what": "quco proxy's added latency per chat request vs calling the same upstream directly (one run, interleaved)",
         "command": "python scripts/bench_proxy.py " + " ".join(sys.argv[1:]),
         "upstream": "llama-cpp-python 0.3.36 server, SmolLM2-135M-Instruct Q4_1 GGUF, 1 thread, greedy",
-        "proxy": "quco proxy --policy quco --on-risk flag, demo index (10.7M tokens) + demo BM25 collection, 1 torch thread",
+        "proxies": "quco proxy --policy quco (no logprobs asked) and --policy combined (logprobs, top 5), on_risk flag, "
+        "demo index (10.7M tokens) + demo BM25 collection, 1 torch thread",
         "max_tokens": args.max_tokens,
         "rounds": args.rounds,
         "target": "<= 5% added latency (p50) when no retrieval fires",
@@ -144,74 +166,100 @@ def main() -> int:
                     "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},  # fmt: skip
     }
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
-    for group in ("no_retrieval", "retrieval"):
-        g = out[group]
-        print(f"{group}: n={g['n']} direct p50 {g['direct_ms']['p50']} ms, proxy p50 {g['proxy_ms']['p50']} ms, "
+    for name, g in out["comparisons"].items():
+        print(f"{name}: n={g['n']} direct p50 {g['direct_ms']['p50']} ms, proxy p50 {g['proxy_ms']['p50']} ms, "
               f"added p50 {g['added_ms']['p50']} ms p99 {g['added_ms']['p99']} ms, ratio {g['ratio_p50']:+.1%}; "
               f"stage1 p50 {g['stage1_ms']['p50']} ms, stage2 p50 {g['stage2_ms']['p50']} ms, retrieval p50 {g['retrieval_ms']['p50']} ms")  # fmt: skip
+    print(f"upstream's own price for logprobs: {out['upstream_logprobs_ratio_p50']:+.1%} (p50, no-retrieval questions)")
     print(f"load average {out['machine']['load_average_at_start']} -> {out['machine']['load_average_at_end']}; saved {args.out}")
     return 0
 
 
-def run(args: argparse.Namespace, direct_url: str, proxy_url: str) -> dict[str, Any]:
+def run(args: argparse.Namespace, urls: dict[str, str]) -> dict[str, Any]:
     client = httpx.Client(timeout=300)
 
-    def call(base: str, q: str, logprobs: bool = False) -> tuple[float, dict[str, Any]]:
+    def call(side: str, q: str) -> tuple[float, dict[str, Any]]:
         body: dict[str, Any] = {"model": "smollm2", "messages": [{"role": "user", "content": q}], "max_tokens": args.max_tokens, "temperature": 0}
-        if logprobs:
+        if side == "direct_lp":
             body.update(logprobs=True, top_logprobs=5)
         t0 = time.perf_counter()
-        r = client.post(f"{base}/chat/completions", json=body)
+        r = client.post(f"{urls['direct' if side == 'direct_lp' else side]}/chat/completions", json=body)
         dt = time.perf_counter() - t0
         r.raise_for_status()
         return dt, r.json()
 
     for q in NO_RETRIEVAL + RETRIEVAL:  # warm-up: caches, page faults, lazy loads
-        call(direct_url, q)
-        call(proxy_url, q)
-    out: dict[str, Any] = {}
-    for group, questions in (("no_retrieval", NO_RETRIEVAL), ("retrieval", RETRIEVAL)):
-        direct, direct_lp, proxy, added = [], [], [], []
-        stage1, stage2, retrieval, extra_prompt, same, fired = [], [], [], [], [], []
-        for rnd in range(args.rounds):
-            for i, q in enumerate(questions):
-                order = ["direct", "direct_lp", "proxy"] if (rnd + i) % 2 == 0 else ["proxy", "direct_lp", "direct"]
-                got: dict[str, tuple[float, dict[str, Any]]] = {}
-                for side in order:
-                    got[side] = call(proxy_url if side == "proxy" else direct_url, q, logprobs=side == "direct_lp")
-                (td, d), (tl, _), (tp, p) = got["direct"], got["direct_lp"], got["proxy"]
-                direct.append(td)
-                direct_lp.append(tl)
-                proxy.append(tp)
-                added.append(tp - td)
-                rep = p["quco"]
-                t = rep["timings"]
-                sent = sum(s["timings"]["extraction"] + s["timings"]["corpus"] + s["timings"]["scoring"] for s in rep["sentences"])
-                stage1.append(t["overhead"] - sent)
-                stage2.append(sent)
-                retrieval.append(t["retrieval"])
-                fired.append(rep["stage1"]["retrieved"])
-                extra_prompt.append(p["usage"]["prompt_tokens"] - d["usage"]["prompt_tokens"])
-                same.append(p["choices"][0]["message"]["content"] == d["choices"][0]["message"]["content"])
-                sys.stderr.write(f"  {group} r{rnd} q{i}: direct {td * 1000:.0f} ms, proxy {tp * 1000:.0f} ms\n")
-        p50d = pct(direct, 50)
-        out[group] = {
-            "n": len(direct),
-            "stage1_fired_share": round(sum(fired) / len(fired), 3),
-            "direct_ms": stats_ms(direct),
-            "direct_with_logprobs_ms": stats_ms(direct_lp),
-            "proxy_ms": stats_ms(proxy),
-            "added_ms": stats_ms(added),
-            "ratio_p50": round(pct(proxy, 50) / p50d - 1, 4),
-            "ratio_mean_paired": round(statistics.fmean(b / a - 1 for a, b in zip(direct, proxy)), 4),
-            "upstream_logprobs_ratio_p50": round(pct(direct_lp, 50) / p50d - 1, 4),
-            "stage1_ms": stats_ms(stage1),
-            "stage2_ms": stats_ms(stage2),
-            "retrieval_ms": stats_ms(retrieval),
-            "evidence_prompt_tokens_mean": round(statistics.fmean(extra_prompt), 1),
-            "same_answer_share": round(sum(same) / len(same), 3),
-        }
-    return out
+        call("direct", q)
+        call("quco", q)
+    call("combined", NO_RETRIEVAL[0])
+    plans = {  # comparison: (questions, direct side, proxy side)
+        "no_retrieval_quco": (NO_RETRIEVAL, "direct", "quco"),
+        "retrieval_quco": (RETRIEVAL, "direct", "quco"),
+        "combined_with_logprobs": (NO_RETRIEVAL, "direct_lp", "combined"),
+    }
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in plans}
+    plain: dict[str, float] = {}  # the plain direct time of each (round, question), for the logprob price
+    for rnd in range(args.rounds):
+        for i, q in enumerate(NO_RETRIEVAL + RETRIEVAL):
+            with_lp = q in NO_RETRIEVAL and rnd < args.combined_rounds
+            sides = ["direct", "quco"] + (["direct_lp", "combined"] if with_lp else [])
+            if (rnd + i) % 2:
+                sides.reverse()
+            got = {side: call(side, q) for side in sides}
+            plain[f"{rnd}:{q}"] = got["direct"][0]
+            for name, (questions, d_side, p_side) in plans.items():
+                if q in questions and d_side in got:
+                    rows[name].append(row(got[d_side], got[p_side], got["direct"][0]))
+            sys.stderr.write(f"  r{rnd} q{i}: " + ", ".join(f"{s} {got[s][0] * 1000:.0f} ms" for s in sides) + "\n")
+    comparisons = {name: summarize(r) for name, r in rows.items()}
+    lp = rows["combined_with_logprobs"]
+    return {
+        "comparisons": comparisons,
+        "upstream_logprobs_ratio_p50": round(pct([r["direct"] for r in lp], 50) / pct([r["plain_direct"] for r in lp], 50) - 1, 4),
+    }
+
+
+def row(direct: tuple[float, dict[str, Any]], proxy: tuple[float, dict[str, Any]], plain_direct: float) -> dict[str, Any]:
+    (td, d), (tp, p) = direct, proxy
+    rep = p["quco"]
+    t = rep["timings"]
+    sent = sum(s["timings"]["extraction"] + s["timings"]["corpus"] + s["timings"]["scoring"] for s in rep["sentences"])
+    return {
+        "direct": td, "proxy": tp, "plain_direct": plain_direct,
+        "stage1": t["overhead"] - sent, "stage2": sent, "retrieval": t["retrieval"], "fired": rep["stage1"]["retrieved"],
+        "extra_prompt": p["usage"]["prompt_tokens"] - d["usage"]["prompt_tokens"],
+        "same": p["choices"][0]["message"]["content"] == d["choices"][0]["message"]["content"],
+        "confidence": rep["confidence"]["source"],
+    }  # fmt: skip
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def col(k: str) -> list[float]:
+        return [float(r[k]) for r in rows]
+
+    direct, proxy = col("direct"), col("proxy")
+    same = [(r["direct"], r["proxy"]) for r in rows if r["same"]]
+    return {
+        "n": len(rows),
+        "stage1_fired_share": round(statistics.fmean(col("fired")), 3),
+        "confidence_sources": sorted({r["confidence"] for r in rows}),
+        "direct_ms": stats_ms(direct),
+        "proxy_ms": stats_ms(proxy),
+        "added_ms": stats_ms([b - a for a, b in zip(direct, proxy)]),
+        "ratio_p50": round(pct(proxy, 50) / pct(direct, 50) - 1, 4),
+        "ratio_mean_paired": round(statistics.fmean(b / a - 1 for a, b in zip(direct, proxy)), 4),
+        "stage1_ms": stats_ms(col("stage1")),
+        "stage2_ms": stats_ms(col("stage2")),
+        "retrieval_ms": stats_ms(col("retrieval")),
+        "evidence_prompt_tokens_mean": round(statistics.fmean(col("extra_prompt")), 1),
+        "same_answer_share": round(statistics.fmean(col("same")), 3),
+        # the pairs where direct and proxied answers are the same text: the same upstream work
+        "same_answer_pairs": {
+            "n": len(same),
+            "added_ms": stats_ms([b - a for a, b in same]) if same else None,
+            "ratio_p50": round(pct([b for _, b in same], 50) / pct([a for a, _ in same], 50) - 1, 4) if same else None,
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ class AnswerGuard:
             risk_model = load_default_scorer()
         self.extractor = extractor
         self.stats = stats
-        self.retriever = retriever
+        self.retriever: Retriever = retriever
         self.policy = policy
         self.on_risk = on_risk
         self.scorer = scorer
@@ -181,7 +181,7 @@ class GuardSession:
         self.retrievals += 1
         with self.clock.time("retrieval"):
             try:
-                return Retrieval(query, tuple(retrieve_unique(self.guard.retriever, query, self.guard.k)))  # type: ignore[arg-type]
+                return Retrieval(query, tuple(retrieve_unique(self.guard.retriever, query, self.guard.k)))
             except (QucoError, OSError) as exc:
                 if self.checker.on_backend_error == "raise":
                     raise
