@@ -25,6 +25,12 @@ differs between calls), and a different answer has a different length: so the
 added latency is also given over the pairs whose answers are the same text
 (the same upstream work).
 
+Last, the proxy's own cost without the model's variance: a **fixed-latency
+upstream** (a small server in this script that answers every chat request with
+the same two-sentence answer, with logprobs, after ``--fixed-ms``) called
+directly and through a ``quco`` proxy in front of it, ``--fixed-requests`` times
+each, interleaved.
+
 Reports per comparison p50/p99 of direct and proxied latency, of the added
 latency (paired, per request) and the ratio p50(proxy)/p50(direct) - 1 measured
 in this run (target: <= 5% added when no retrieval fires), the proxy's own
@@ -121,13 +127,18 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4, help="requests per question and side (default 4)")
     ap.add_argument("--combined-rounds", type=int, default=1, help="of those, rounds that also run the logprob sides (default 1)")
     ap.add_argument("--max-tokens", type=int, default=32, help="tokens per answer (default 32)")
+    ap.add_argument("--fixed-ms", type=float, default=1000.0, help="the fixed-latency upstream's delay (default 1000)")
+    ap.add_argument("--fixed-requests", type=int, default=30, help="requests per side to it (default 30)")
     ap.add_argument("--out", default="eval/results/bench_proxy.json")
+    ap.add_argument("--serve-fixed", type=int, help=argparse.SUPPRESS)  # internal: run the fixed-latency upstream
     args = ap.parse_args()
+    if args.serve_fixed:
+        return serve_fixed(args.serve_fixed, args.fixed_ms / 1000)
     demo = DemoPaths(default_base())
     if not demo.index.exists() or not demo.retrieval.exists():
         raise SystemExit("the demo index is missing: run `make demo` first")
     load_start = os.getloadavg()
-    ports = {name: free_port() for name in ("upstream", "quco", "combined")}
+    ports = {name: free_port() for name in ("upstream", "quco", "combined", "fixed", "fixed_proxy")}
     logs = Path(tempfile.mkdtemp(prefix="bench_proxy_"))
     up = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_path()), "--host", "127.0.0.1", "--port", str(ports["upstream"]),
@@ -143,6 +154,16 @@ def main() -> int:
             wait(f"http://127.0.0.1:{ports[policy]}/quco/health", procs[-1])
         urls = {"direct": upstream, **{p: f"http://127.0.0.1:{ports[p]}/v1" for p in ("quco", "combined")}}
         results = run(args, urls)
+        for p in reversed(procs):  # the model server and its proxies are done: free the cores
+            p.terminate()
+            p.wait(timeout=20)
+        procs = [subprocess.Popen([sys.executable, __file__, "--serve-fixed", str(ports["fixed"]), "--fixed-ms", str(args.fixed_ms)],
+                                  stdout=open(logs / "fixed.log", "w"), stderr=subprocess.STDOUT)]  # fmt: skip
+        fixed = f"http://127.0.0.1:{ports['fixed']}/v1"
+        wait(f"{fixed}/models", procs[0])
+        procs.append(start_proxy(fixed, ports["fixed_proxy"], "quco", demo, logs / "proxy-fixed.log"))
+        wait(f"http://127.0.0.1:{ports['fixed_proxy']}/quco/health", procs[-1])
+        results["fixed_latency_upstream"] = run_fixed(args, fixed, f"http://127.0.0.1:{ports['fixed_proxy']}/v1")
     except BaseException:
         sys.stderr.write(f"server logs kept in {logs}\n")
         raise
@@ -170,6 +191,9 @@ def main() -> int:
         print(f"{name}: n={g['n']} direct p50 {g['direct_ms']['p50']} ms, proxy p50 {g['proxy_ms']['p50']} ms, "
               f"added p50 {g['added_ms']['p50']} ms p99 {g['added_ms']['p99']} ms, ratio {g['ratio_p50']:+.1%}; "
               f"stage1 p50 {g['stage1_ms']['p50']} ms, stage2 p50 {g['stage2_ms']['p50']} ms, retrieval p50 {g['retrieval_ms']['p50']} ms")  # fmt: skip
+    fx = out["fixed_latency_upstream"]
+    print(f"fixed-latency upstream ({args.fixed_ms:g} ms): n={fx['n']} added p50 {fx['added_ms']['p50']} ms p99 {fx['added_ms']['p99']} ms, "
+          f"ratio {fx['ratio_p50']:+.1%}; stage1 p50 {fx['stage1_ms']['p50']} ms, stage2 p50 {fx['stage2_ms']['p50']} ms")  # fmt: skip
     print(f"upstream's own price for logprobs: {out['upstream_logprobs_ratio_p50']:+.1%} (p50, no-retrieval questions)")
     print(f"load average {out['machine']['load_average_at_start']} -> {out['machine']['load_average_at_end']}; saved {args.out}")
     return 0
@@ -259,6 +283,71 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "added_ms": stats_ms([b - a for a, b in same]) if same else None,
             "ratio_p50": round(pct([b for _, b in same], 50) / pct([a for a, _ in same], 50) - 1, 4) if same else None,
         },
+    }
+
+
+FIXED_ANSWER = "The capital of France is Paris. Paris is also the largest city in France."
+
+
+def serve_fixed(port: int, delay: float) -> int:
+    """A chat upstream that answers every request with FIXED_ANSWER (and its logprobs) after ``delay`` s."""
+    import asyncio
+
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    toks = [t for t in FIXED_ANSWER.replace(" ", "\x00 ").split("\x00") if t]
+    entries = [{"token": t, "logprob": -0.2, "bytes": None, "top_logprobs": [{"token": t, "logprob": -0.2}]} for t in toks]
+
+    async def chat(request: Any) -> Any:
+        await request.body()
+        await asyncio.sleep(delay)
+        return JSONResponse({
+            "id": "fixed", "object": "chat.completion", "created": 0, "model": "fixed",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": FIXED_ANSWER},
+                         "logprobs": {"content": entries}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": len(toks), "total_tokens": 10 + len(toks)},
+        })  # fmt: skip
+
+    async def models(request: Any) -> Any:
+        return JSONResponse({"object": "list", "data": [{"id": "fixed", "object": "model"}]})
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    return 0
+
+
+def run_fixed(args: argparse.Namespace, direct: str, proxy: str) -> dict[str, Any]:
+    client = httpx.Client(timeout=60)
+    body = {"model": "fixed", "messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 32}
+    times: dict[str, list[float]] = {"direct": [], "proxy": []}
+    stage1, stage2 = [], []
+    for side in ("direct", "proxy"):  # warm-up
+        client.post(f"{direct if side == 'direct' else proxy}/chat/completions", json=body).raise_for_status()
+    for i in range(args.fixed_requests):
+        for side in (("direct", "proxy") if i % 2 == 0 else ("proxy", "direct")):
+            t0 = time.perf_counter()
+            r = client.post(f"{direct if side == 'direct' else proxy}/chat/completions", json=body)
+            times[side].append(time.perf_counter() - t0)
+            r.raise_for_status()
+            if side == "proxy":
+                rep = r.json()["quco"]
+                sent = sum(s["timings"]["extraction"] + s["timings"]["corpus"] + s["timings"]["scoring"] for s in rep["sentences"])
+                stage1.append(rep["timings"]["overhead"] - sent)
+                stage2.append(sent)
+    d, p = times["direct"], times["proxy"]
+    return {
+        "delay_ms": args.fixed_ms,
+        "answer": FIXED_ANSWER,
+        "n": len(d),
+        "direct_ms": stats_ms(d),
+        "proxy_ms": stats_ms(p),
+        "added_ms": stats_ms([b - a for a, b in zip(d, p)]),
+        "ratio_p50": round(pct(p, 50) / pct(d, 50) - 1, 4),
+        "stage1_ms": stats_ms(stage1),
+        "stage2_ms": stats_ms(stage2),
     }
 
 
