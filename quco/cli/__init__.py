@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "quco.cli.index_cmd",
     "quco.cli.stats_cmd",
     "quco.cli.serve_cmd",
+    "quco.cli.proxy_cmd",
     "quco.cli.retrieval_cmd",
     "quco.cli.ask_cmd",
     "quco.cli.audit_cmd",

@@ -10,18 +10,32 @@ LLM) with QuCo's two checks:
   chain's input: a dict input gets them under ``context_key`` (the key is
   always set, to ``""`` when nothing was retrieved, so a prompt template can
   use ``{context}``); a string input is prefixed with them.
-- **stage 2, on the output**: each sentence's head/tail entity pairs are checked
-  for co-occurrence. With ``on_risk="flag"`` risky sentences are reported;
-  with ``on_risk="rewrite"`` evidence is retrieved for them and the answer is
-  rewritten: sentence by sentence with ``rewriter`` (a Runnable taking a
-  prompt string) when one is given, else by running the wrapped chain again
-  with the evidence added (as in stage 1).
+- **stage 2, on the output**: each sentence is checked: its head/tail entity
+  pairs for co-occurrence (``quco``), the fitted model over both sides
+  (``combined``), or its tokens' probabilities (``flare``). With
+  ``on_risk="flag"`` risky sentences are reported; with ``on_risk="rewrite"``
+  evidence is retrieved for them and the answer is rewritten: sentence by
+  sentence with ``rewriter`` (a Runnable taking a prompt string) when one is
+  given, else by running the wrapped chain again with the evidence added (as in
+  stage 1).
+
+**Both sides.** When the chain returns a message with OpenAI-format token
+logprobs in ``response_metadata["logprobs"]`` (``ChatOpenAI(logprobs=True)``,
+and so any OpenAI-compatible server: vLLM, llama.cpp, ``quco proxy``), they are
+the answer's token confidences: ``combined`` and ``flare`` use them, each
+sentence with its own tokens (:mod:`quco.integrations.logprobs`). When it
+returns none (an HF pipeline, a plain LLM), ``scorer`` (a local
+:class:`~quco.lm.confidence.ConfidenceScorer`) may score the answer as a
+**proxy**, reported as such (``report["confidence"]["source"] == "proxy"``);
+without one the confidence side is absent (``"none"``).
 
 **Output**: always an :class:`~langchain_core.messages.AIMessage` whose ``content``
 is the (possibly rewritten) answer and whose ``response_metadata["quco"]`` is
-the risk report (a JSON-ready dict: ``flagged``, ``retrievals``, ``stage1``,
-``sentences`` with ``risk``, ``reasons``, ``retrieved``, ``documents``...). When
-the chain itself returns a message, its other response metadata is kept.
+the risk report (a JSON-ready dict: ``flagged``, ``reasons``, ``retrievals``,
+``coverage``, ``confidence``, ``stage1``, ``sentences`` with ``risk``,
+``reasons``, ``retrieved``, ``documents``...; see
+:meth:`quco.integrations.session.GuardSession.report`). When the chain itself
+returns a message, its other response metadata is kept.
 
 ``invoke``, ``ainvoke``, ``batch``/``abatch`` and ``stream``/``astream`` work.
 Streaming passes the chain's chunks through as ``AIMessageChunk`` and ends with
@@ -36,7 +50,6 @@ direction (a LangChain retriever used by the guard) is
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from quco._deps import require
@@ -51,15 +64,17 @@ from langchain_core.runnables import Runnable, RunnableConfig  # noqa: E402
 from pydantic import ConfigDict  # noqa: E402
 
 from quco.corpus.base import CorpusStats  # noqa: E402
-from quco.errors import BadInputError, QucoError  # noqa: E402
-from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique  # noqa: E402
-from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Stage1Record  # noqa: E402
+from quco.errors import BadInputError  # noqa: E402
+from quco.guard.checks import OnBackendError  # noqa: E402
+from quco.guard.trace import SentenceRecord  # noqa: E402
+from quco.integrations.logprobs import confidence_from_logprobs, has_logprobs  # noqa: E402
+from quco.integrations.session import AnswerGuard, GuardSession, evidence_block  # noqa: E402
 from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
-from quco.protocols import Extractor, Retriever  # noqa: E402
-from quco.types import Document, Entity  # noqa: E402
+from quco.protocols import Extractor, Retriever, Scorer  # noqa: E402
+from quco.types import Confidence, Document  # noqa: E402
 
-__all__ = ["QucoGuardRunnable", "QucoRetriever", "to_langchain_document"]
+__all__ = ["QucoGuardRunnable", "QucoRetriever", "message_confidence", "to_langchain_document"]
 
 
 def to_langchain_document(d: Document) -> LCDocument:
@@ -99,22 +114,32 @@ def _text_of(output: Any) -> str:
     return str(output)
 
 
-def _evidence_block(docs: Sequence[Document], limit: int) -> str:
-    return "\n".join(f"[{i}] {' '.join(d.text[:limit].split())}" for i, d in enumerate(docs, 1))
+def _logprob_entries(output: Any) -> list[Any]:
+    """The chat-format logprob entries a message carries (``response_metadata["logprobs"]``)."""
+    if not isinstance(output, BaseMessage):
+        return []
+    lp = output.response_metadata.get("logprobs")
+    if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+        return list(lp["content"])
+    if isinstance(lp, list):
+        return list(lp)
+    return []
 
 
-@dataclass
-class _State:
-    """One guarded call: the question, stage 1 and what was retrieved."""
+def message_confidence(message: Any) -> Confidence | None:
+    """Token confidences from a LangChain message's OpenAI-format logprobs, or None when it has none.
 
-    question: str
-    q_ents: list[Entity]
-    stage1: Verdict
-    retrieval: Retrieval | None
-    clock: Clock
-    checker: Checker
-    errors: list[BackendError] = field(default_factory=list)
-    retrievals: int = 0
+    Reads ``response_metadata["logprobs"]`` as ``ChatOpenAI(logprobs=True)``
+    fills it (``{"content": [{"token", "logprob", "top_logprobs"}, ...]}``), and
+    the legacy completions shape. Anything that is not a message gives None.
+
+    Raises:
+        BadInputError: the logprobs are in no known shape.
+    """
+    if not isinstance(message, BaseMessage):
+        return None
+    lp = message.response_metadata.get("logprobs")
+    return confidence_from_logprobs(lp) if has_logprobs(lp) else None
 
 
 class QucoGuardRunnable(Runnable[Any, AIMessage]):
@@ -122,18 +147,23 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
 
     Args:
         chain: the Runnable to guard (e.g. ``prompt | llm``).
-        extractor: entity extractor (``quco.nlp.entities.EntityExtractor``).
-        stats: corpus statistics (``quco.corpus.open_stats(...)``).
+        extractor: entity extractor (``quco.nlp.entities.EntityExtractor``);
+            needed by ``quco`` and ``combined``.
+        stats: corpus statistics (``quco.corpus.open_stats(...)``); needed by
+            ``quco`` and ``combined``.
         retriever: quco retriever for evidence.
-        policy: ``"quco"`` (corpus rules) or ``"combined"`` (fitted risk model,
-            without token confidences here).
+        policy: ``"quco"`` (corpus rules), ``"combined"`` (fitted risk model over
+            both sides) or ``"flare"`` (token probabilities below ``theta``).
         on_risk: ``"flag"`` (report risky sentences) or ``"rewrite"``.
         rewriter: Runnable taking a prompt string, used to rewrite risky
             sentences one by one; without it the chain is run again with the evidence.
-        risk_model: fitted risk model for ``combined``.
+        risk_model: fitted risk model for ``combined`` (default: the shipped one).
+        scorer: local confidence scorer for answers that come without logprobs
+            (reported as a proxy); None: no confidence side for them.
         k: passages per retrieval.
         entity_threshold: stage-1 threshold on the mean question-entity count.
         window: co-occurrence window in tokens.
+        theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
         on_backend_error: corpus failures: ``"open"``, ``"closed"`` or ``"raise"``.
         question_key: key of the question in a dict input.
@@ -145,51 +175,52 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         self,
         chain: Runnable[Any, Any],
         *,
-        extractor: Extractor,
-        stats: CorpusStats,
+        extractor: Extractor | None = None,
+        stats: CorpusStats | None = None,
         retriever: Retriever,
         policy: str = "quco",
         on_risk: str = "flag",
         rewriter: Runnable[Any, Any] | None = None,
         risk_model: Any = None,
+        scorer: Scorer | None = None,
         k: int = 3,
         entity_threshold: float = 1000,
         window: int | None = 1000,
+        theta: float = 0.4,
         risk_threshold: float = 0.5,
         on_backend_error: OnBackendError = "open",
         question_key: str = "question",
         context_key: str = "context",
         max_evidence_chars: int = 1000,
     ) -> None:
-        if policy not in ("quco", "combined"):
-            raise BadInputError(f"QucoGuardRunnable policy must be 'quco' or 'combined', not {policy!r}")
-        if on_risk not in ("flag", "rewrite"):
-            raise BadInputError(f"on_risk must be 'flag' or 'rewrite', not {on_risk!r}")
-        if retriever is None:
-            raise QucoError("QucoGuardRunnable needs a retriever")
-        if policy == "combined" and risk_model is None:
-            from quco.risk.combined import load_default_scorer
-
-            risk_model = load_default_scorer()
-        self.chain = chain
-        self.retriever = retriever
-        self.on_risk = on_risk
-        self.rewriter = rewriter
-        self.k = k
-        self.question_key = question_key
-        self.context_key = context_key
-        self.max_evidence_chars = max_evidence_chars
-        self.policy = policy
-        self._checker_kwargs: dict[str, Any] = dict(
+        self.guard = AnswerGuard(
+            extractor=extractor,
+            stats=stats,
+            retriever=retriever,
+            policy=policy,
+            on_risk=on_risk,
             risk_model=risk_model,
+            scorer=scorer,
+            k=k,
             entity_threshold=entity_threshold,
             window=window,
+            theta=theta,
             risk_threshold=risk_threshold,
             on_backend_error=on_backend_error,
+            max_evidence_chars=max_evidence_chars,
         )
-        self.extractor = extractor
-        self.stats = stats
-        Checker(policy, extractor, stats, **self._checker_kwargs)  # validate once
+        self.chain = chain
+        self.rewriter = rewriter
+        self.question_key = question_key
+        self.context_key = context_key
+
+    @property
+    def policy(self) -> str:
+        return self.guard.policy
+
+    @property
+    def on_risk(self) -> str:
+        return self.guard.on_risk
 
     # -- shared steps ---------------------------------------------------------------------
 
@@ -208,36 +239,12 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             raise BadInputError("the question is empty")
         return q.strip()
 
-    def _retrieve(self, st: _State, query: str, where: str) -> Retrieval:
-        st.retrievals += 1
-        with st.clock.time("retrieval"):
-            try:
-                return Retrieval(query, tuple(retrieve_unique(self.retriever, query, self.k)))
-            except (QucoError, OSError) as exc:
-                if st.checker.on_backend_error == "raise":
-                    raise
-                msg = f"{type(exc).__name__}: {exc}"
-                st.errors.append(BackendError(where, "retriever", msg, "none"))
-                return Retrieval(query, (), msg)
-
-    def _note(self, st: _State, v: Verdict, where: str) -> None:
-        st.errors.extend(BackendError(where, "corpus", e, v.action) for e in v.errors)
-
-    def _stage1(self, input: Any) -> tuple[_State, Any]:
-        q = self._question(input)
-        clock = Clock()
-        checker = Checker(self.policy, self.extractor, self.stats, clock=clock, **self._checker_kwargs)
-        q_ents = checker.question_entities(q)
-        v = checker.stage1(q, q_ents)
-        st = _State(q, q_ents, v, None, clock, checker)
-        self._note(st, v, "stage1")
-        if v.fired and v.query is not None:
-            st.retrieval = self._retrieve(st, v.query, "stage1")
-        docs = st.retrieval.documents if st.retrieval else ()
-        return st, self._with_evidence(input, docs)
+    def _stage1(self, input: Any) -> tuple[GuardSession, Any]:
+        st = self.guard.start(self._question(input))
+        return st, self._with_evidence(input, st.evidence)
 
     def _with_evidence(self, input: Any, docs: Sequence[Document]) -> Any:
-        block = _evidence_block(docs, self.max_evidence_chars)
+        block = evidence_block(docs, self.guard.max_evidence_chars)
         if isinstance(input, dict):
             return {**input, self.context_key: block}
         if not block:
@@ -245,65 +252,50 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         text = _text_of(input)
         return f"Evidence:\n{block}\n\nQuestion: {text}" if isinstance(input, str) else f"Evidence:\n{block}\n\n{text}"
 
-    def _stage2(self, st: _State, text: str) -> list[SentenceRecord]:
-        records = []
-        for i, (a, b) in enumerate(sentence_spans(text)):
-            sent = text[a:b].strip()
-            before = st.clock.snapshot()
-            v = st.checker.sentence(st.question, st.q_ents, st.stage1.entities, sent, None)
-            self._note(st, v, f"sentence {i}")
-            retrieval = None
-            if v.fired and v.query is not None and self.on_risk == "rewrite":
-                retrieval = self._retrieve(st, v.query, f"sentence {i}")
-            records.append(
-                SentenceRecord(i, sent, sent, v.entities, v.pairs, None, v.risk, retrieval, False, "stop", st.clock.since(before))
-            )
-        return records
+    def _confidence(self, st: GuardSession, output: Any, text: str, entries: list[Any] | None = None) -> tuple[Confidence | None, str]:
+        """The answer's token confidences and their source: the chain's logprobs, the proxy scorer, or none."""
+        conf = confidence_from_logprobs(entries) if entries else message_confidence(output)
+        if conf is not None and len(conf):
+            return conf, "model"
+        with st.clock.time("scoring"):
+            conf = self.guard.proxy_confidence(st.question, text)
+        return (conf, "proxy") if conf is not None and len(conf) else (None, "none")
 
-    def _rewrite_plan(self, st: _State, records: list[SentenceRecord]) -> list[Document]:
-        docs: dict[str, Document] = {}
-        for r in records:
-            if r.retrieval:
-                for d in r.retrieval.documents:
-                    docs.setdefault(d.id, d)
-        if st.retrieval:
-            for d in st.retrieval.documents:
-                docs.setdefault(d.id, d)
-        return list(docs.values())
-
-    def _rewrite_sentences(self, st: _State, records: list[SentenceRecord], config: RunnableConfig | None) -> list[SentenceRecord]:
+    def _rewrite_sentences(self, st: GuardSession, records: list[SentenceRecord], config: RunnableConfig | None) -> list[SentenceRecord]:
         out: list[SentenceRecord] = []
         prefix = ""
         for r in records:
             if r.retrieval and r.retrieval.documents and self.rewriter is not None:
-                ev = [d.text[: self.max_evidence_chars] for d in r.retrieval.documents]
+                ev = [d.text[: self.guard.max_evidence_chars] for d in r.retrieval.documents]
                 with st.clock.time("generation"):
                     new = _first_sentence(_text_of(self.rewriter.invoke(rewrite_prompt(st.question, ev, r.text, prefix), config)))
                 if new:
-                    r = SentenceRecord(r.index, new, r.draft, r.entities, r.pairs, None, r.risk, r.retrieval, True, "stop", r.timings)
+                    r = SentenceRecord(r.index, new, r.draft, r.entities, r.pairs, r.confidence, r.risk, r.retrieval, True, "stop", r.timings)
             out.append(r)
             prefix = f"{prefix} {r.text}".strip()
         return out
 
-    def _message(self, st: _State, output: Any, text: str, records: list[SentenceRecord], rewritten_answer: bool) -> AIMessage:
-        report = {
-            "policy": self.policy,
-            "on_risk": self.on_risk,
-            "question": st.question,
-            "flagged": bool(st.stage1.risk and st.stage1.risk.flagged) or any(r.risk and r.risk.flagged for r in records),
-            "retrievals": st.retrievals,
-            "rewritten": rewritten_answer or any(r.rewritten for r in records),
-            "stage1": Stage1Record(st.stage1.entities, st.stage1.risk, st.retrieval).to_dict(),
-            "sentences": [r.to_dict() for r in records],
-            "backend_errors": [e.to_dict() for e in st.errors],
-            "timings": st.clock.snapshot().to_dict(),
-        }
+    def _message(
+        self,
+        st: GuardSession,
+        output: Any,
+        text: str,
+        records: list[SentenceRecord],
+        conf: tuple[Confidence | None, str],
+        rerun: bool,
+        draft: str | None = None,
+    ) -> AIMessage:
+        report = st.report(records, confidence=conf[0], source=conf[1], rewritten=rerun, draft=draft)
         meta = dict(output.response_metadata) if isinstance(output, BaseMessage) else {}
         meta["quco"] = report
         return AIMessage(content=text, response_metadata=meta)
 
-    def _needs_rerun(self, records: list[SentenceRecord]) -> bool:
-        return self.on_risk == "rewrite" and self.rewriter is None and any(r.retrieval and r.retrieval.documents for r in records)
+    def _needs_rerun(self, st: GuardSession, records: list[SentenceRecord]) -> bool:
+        return self.on_risk == "rewrite" and self.rewriter is None and st.needs_rewrite(records)
+
+    def _check(self, st: GuardSession, output: Any, text: str) -> tuple[list[SentenceRecord], tuple[Confidence | None, str]]:
+        conf = self._confidence(st, output, text)
+        return st.check(text, conf[0]), conf
 
     # -- Runnable API ---------------------------------------------------------------------
 
@@ -312,16 +304,15 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         with st.clock.time("generation"):
             output = self.chain.invoke(chain_input, config)
         text = _text_of(output)
-        records = self._stage2(st, text)
-        rerun = False
-        if self._needs_rerun(records):
+        records, conf = self._check(st, output, text)
+        if self._needs_rerun(st, records):
             with st.clock.time("generation"):
-                output = self.chain.invoke(self._with_evidence(input, self._rewrite_plan(st, records)), config)
-            text, rerun = _text_of(output), True
-        elif self.on_risk == "rewrite":
+                output = self.chain.invoke(self._with_evidence(input, st.rewrite_documents(records)), config)
+            return self._message(st, output, _text_of(output), records, conf, True, draft=text)
+        if self.on_risk == "rewrite":
             records = self._rewrite_sentences(st, records, config)
             text = " ".join(r.text for r in records) if any(r.rewritten for r in records) else text
-        return self._message(st, output, text, records, rerun)
+        return self._message(st, output, text, records, conf, False)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         """Run stage 1, the chain, then stage 2; return the answer with the report."""
@@ -332,20 +323,25 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         with st.clock.time("generation"):
             output = await self.chain.ainvoke(chain_input, config)
         text = _text_of(output)
-        records = self._stage2(st, text)
-        rerun = False
-        if self._needs_rerun(records):
+        records, conf = self._check(st, output, text)
+        if self._needs_rerun(st, records):
             with st.clock.time("generation"):
-                output = await self.chain.ainvoke(self._with_evidence(input, self._rewrite_plan(st, records)), config)
-            text, rerun = _text_of(output), True
-        elif self.on_risk == "rewrite":
+                output = await self.chain.ainvoke(self._with_evidence(input, st.rewrite_documents(records)), config)
+            return self._message(st, output, _text_of(output), records, conf, True, draft=text)
+        if self.on_risk == "rewrite":
             records = self._rewrite_sentences(st, records, config)
             text = " ".join(r.text for r in records) if any(r.rewritten for r in records) else text
-        return self._message(st, output, text, records, rerun)
+        return self._message(st, output, text, records, conf, False)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AIMessage:
         """Async :meth:`invoke` (the chain runs with ``ainvoke``)."""
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    def _final_chunk(self, st: GuardSession, last: Any, parts: list[str], entries: list[Any]) -> AIMessageChunk:
+        text = "".join(parts)
+        conf = self._confidence(st, last, text, entries)
+        msg = self._message(st, last, text, st.check(text, conf[0]), conf, False)
+        return AIMessageChunk(content="", response_metadata=msg.response_metadata)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[AIMessage]:
         """Stream the chain's output as ``AIMessageChunk`` s, then a chunk with the report."""
@@ -354,16 +350,16 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             return
         st, chain_input = self._stage1(input)
         parts: list[str] = []
+        entries: list[Any] = []
         last: Any = None
         for chunk in self.chain.stream(chain_input, config, **kwargs):
             piece = _text_of(chunk)
             parts.append(piece)
+            entries.extend(_logprob_entries(chunk))
             last = chunk
             if piece:
                 yield AIMessageChunk(content=piece)
-        text = "".join(parts)
-        msg = self._message(st, last, text, self._stage2(st, text), False)
-        yield AIMessageChunk(content="", response_metadata=msg.response_metadata)
+        yield self._final_chunk(st, last, parts, entries)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[AIMessage]:
         """Async :meth:`stream`."""
@@ -372,16 +368,16 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             return
         st, chain_input = self._stage1(input)
         parts: list[str] = []
+        entries: list[Any] = []
         last: Any = None
         async for chunk in self.chain.astream(chain_input, config, **kwargs):
             piece = _text_of(chunk)
             parts.append(piece)
+            entries.extend(_logprob_entries(chunk))
             last = chunk
             if piece:
                 yield AIMessageChunk(content=piece)
-        text = "".join(parts)
-        msg = self._message(st, last, text, self._stage2(st, text), False)
-        yield AIMessageChunk(content="", response_metadata=msg.response_metadata)
+        yield self._final_chunk(st, last, parts, entries)
 
 
 def _chunk_fields(msg: AIMessage) -> dict[str, Any]:
