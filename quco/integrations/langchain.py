@@ -10,8 +10,11 @@ LLM) with QuCo's two checks:
   chain's input: a dict input gets them under ``context_key`` (the key is
   always set, to ``""`` when nothing was retrieved, so a prompt template can
   use ``{context}``); a string input is prefixed with them.
-- **stage 2, on the output**: each sentence's head/tail entity pairs are checked
-  for co-occurrence. With ``on_risk="flag"`` risky sentences are reported;
+- **stage 2, on the output**: each sentence's claims are checked: a
+  (head, relation, tail) triplet whose head and tail never co-occur, or a
+  (head, relation) tuple whose head is rare (``claims="pairs"``: every
+  head/tail entity pair's co-occurrence). The evidence query is ``head ⊕
+  relation`` per flagged claim, never the tail. With ``on_risk="flag"`` risky sentences are reported;
   with ``on_risk="rewrite"`` evidence is retrieved for them and the answer is
   rewritten: sentence by sentence with ``rewriter`` (a Runnable taking a
   prompt string) when one is given, else by running the wrapped chain again
@@ -52,11 +55,11 @@ from pydantic import ConfigDict  # noqa: E402
 
 from quco.corpus.base import CorpusStats  # noqa: E402
 from quco.errors import BadInputError, QucoError  # noqa: E402
-from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique  # noqa: E402
+from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_union  # noqa: E402
 from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Stage1Record  # noqa: E402
 from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
-from quco.protocols import Extractor, Retriever  # noqa: E402
+from quco.protocols import ClaimExtractor, Extractor, Retriever  # noqa: E402
 from quco.types import Document, Entity  # noqa: E402
 
 __all__ = ["QucoGuardRunnable", "QucoRetriever", "to_langchain_document"]
@@ -139,6 +142,9 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         question_key: key of the question in a dict input.
         context_key: key under which evidence is added to a dict input.
         max_evidence_chars: each passage is cut to this length.
+        claims: stage 2 reads ``"triplets"`` (the paper) or ``"pairs"``.
+        claim_extractor: claim extractor for triplet mode (default: the
+            entity extractor's own, :class:`~quco.nlp.claims.ClaimParser`).
     """
 
     def __init__(
@@ -160,6 +166,8 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         question_key: str = "question",
         context_key: str = "context",
         max_evidence_chars: int = 1000,
+        claims: str = "triplets",
+        claim_extractor: ClaimExtractor | None = None,
     ) -> None:
         if policy not in ("quco", "combined"):
             raise BadInputError(f"QucoGuardRunnable policy must be 'quco' or 'combined', not {policy!r}")
@@ -186,10 +194,12 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             window=window,
             risk_threshold=risk_threshold,
             on_backend_error=on_backend_error,
+            claims=claims,
         )
         self.extractor = extractor
         self.stats = stats
-        Checker(policy, extractor, stats, **self._checker_kwargs)  # validate once
+        probe = Checker(policy, extractor, stats, claim_extractor=claim_extractor, **self._checker_kwargs)  # validate once
+        self._checker_kwargs["claim_extractor"] = probe.claim_extractor
 
     # -- shared steps ---------------------------------------------------------------------
 
@@ -208,17 +218,18 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             raise BadInputError("the question is empty")
         return q.strip()
 
-    def _retrieve(self, st: _State, query: str, where: str) -> Retrieval:
+    def _retrieve(self, st: _State, query: str, where: str, queries: Sequence[str] = ()) -> Retrieval:
         st.retrievals += 1
+        qs = tuple(queries) or (query,)
         with st.clock.time("retrieval"):
             try:
-                return Retrieval(query, tuple(retrieve_unique(self.retriever, query, self.k)))
+                return Retrieval(query, tuple(retrieve_union(self.retriever, qs, self.k)), None, qs)
             except (QucoError, OSError) as exc:
                 if st.checker.on_backend_error == "raise":
                     raise
                 msg = f"{type(exc).__name__}: {exc}"
                 st.errors.append(BackendError(where, "retriever", msg, "none"))
-                return Retrieval(query, (), msg)
+                return Retrieval(query, (), msg, qs)
 
     def _note(self, st: _State, v: Verdict, where: str) -> None:
         st.errors.extend(BackendError(where, "corpus", e, v.action) for e in v.errors)
@@ -254,9 +265,11 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             self._note(st, v, f"sentence {i}")
             retrieval = None
             if v.fired and v.query is not None and self.on_risk == "rewrite":
-                retrieval = self._retrieve(st, v.query, f"sentence {i}")
+                retrieval = self._retrieve(st, v.query, f"sentence {i}", v.queries)
             records.append(
-                SentenceRecord(i, sent, sent, v.entities, v.pairs, None, v.risk, retrieval, False, "stop", st.clock.since(before))
+                SentenceRecord(
+                    i, sent, sent, v.entities, v.pairs, None, v.risk, retrieval, False, "stop", st.clock.since(before), v.claims
+                )
             )
         return records
 
@@ -280,7 +293,9 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
                 with st.clock.time("generation"):
                     new = _first_sentence(_text_of(self.rewriter.invoke(rewrite_prompt(st.question, ev, r.text, prefix), config)))
                 if new:
-                    r = SentenceRecord(r.index, new, r.draft, r.entities, r.pairs, None, r.risk, r.retrieval, True, "stop", r.timings)
+                    r = SentenceRecord(
+                        r.index, new, r.draft, r.entities, r.pairs, None, r.risk, r.retrieval, True, "stop", r.timings, r.claims
+                    )
             out.append(r)
             prefix = f"{prefix} {r.text}".strip()
         return out
