@@ -25,13 +25,17 @@ decimals, a missing figure is ``null``)::
     verdicts: {policy: {probability, flagged, reasons: [{kind, message, subject, value}]}}
     question_entities / answer_entities: [{text, surface, label, start, end, new?, count, approx}]
     pairs: [{head, tail, count, approx}]    # co-occurrence within the window
-    sentences: [{text, start, end, risk, flagged, verdicts, entities, pairs}]
+    claims: [{head, relation, tail, kind, count, approx, head_span, tail_span, relation_span, ...}]
+                                            # triplet mode only: a triplet's count is its head/tail
+                                            # co-occurrence, a tuple's its head's frequency
+    sentences: [{text, start, end, risk, flagged, verdicts, entities, pairs, claims}]
     confidence: {mean_logprob, min_prob, max_entropy, seq_logprob, n_tokens}   # with a model only
     context: {entities: [{text, supported}], supported_share}                 # when the row had context
     ...the row's other fields, unchanged (a name that clashes with one above gets an ``input_`` prefix)
 
 Entity offsets (``start``/``end``) are character offsets in the question or
-the answer (sentence entities: in the answer).
+the answer (sentence entities: in the answer); so are claim spans (an
+answer-span claim's head span: in the question).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from quco.analyze import Analysis, AnalysisItem, Analyzer
 from quco.audit.rows import AuditRow, BadRow, RawLine, parse_raw, read_lines
 from quco.audit.verdicts import Judge
 from quco.errors import BadInputError, QucoError
+from quco.guard.trace import claim_dict
 from quco.nlp.sentences import sentence_spans
 from quco.prompts import qa_prompt
 from quco.protocols import Extractor, Scorer
@@ -68,7 +73,7 @@ STATE_VERSION = 1
 OUTPUT_KEYS = frozenset(
     {
         "id", "line", "question", "answer", "label", "risk", "flagged", "risk_policy", "verdicts",
-        "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context",
+        "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context", "claims",
     }
 )  # fmt: skip
 
@@ -204,6 +209,10 @@ class MemoExtractor:
     def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
         return self.extractor.new_entities(answer, question)
 
+    def claim_extractor(self) -> Any:
+        """The wrapped extractor's claim extractor."""
+        return self.extractor.claim_extractor()  # type: ignore[attr-defined]
+
 
 class Auditor:
     """Audits batches of rows: analysis, policy verdicts and the output records.
@@ -284,6 +293,8 @@ class Auditor:
             _ent_dict(ec, new=ec.entity.key in new_keys) for ec in a.signals.answer_entities
         ]
         rec["pairs"] = [_pair_dict(pc) for pc in a.signals.pairs]
+        if a.signals.claims is not None:
+            rec["claims"] = [claim_dict(cc) for cc in a.signals.claims]
         sents = []
         for s in a.sentences:
             sv = self.judge.judge(s.signals)
@@ -297,6 +308,7 @@ class Auditor:
                     "verdicts": {k: _risk_dict(v) for k, v in sv.items()},
                     "entities": [_ent_dict(ec, offset=s.start) for ec in s.signals.answer_entities],
                     "pairs": [_pair_dict(pc) for pc in s.signals.pairs],
+                    **({"claims": [claim_dict(cc) for cc in s.signals.claims]} if s.signals.claims is not None else {}),
                 }
             )
         rec["sentences"] = sents

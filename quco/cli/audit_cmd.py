@@ -86,6 +86,12 @@ def register(sub: Any) -> None:
         metavar="N",
         help="co-occurrence window in tokens (default 1000)",
     )
+    p.add_argument(
+        "--claims",
+        choices=("triplets", "pairs"),
+        default="triplets",
+        help="the quco verdict checks each sentence's claims (triplets and tuples, default) or every entity pair",
+    )
     p.add_argument("--cache", metavar="FILE", help="sqlite file that keeps corpus counts across runs")
     p.add_argument(
         "--top",
@@ -154,14 +160,16 @@ def run(args: argparse.Namespace) -> int:
 
         model_name = canonical(args.model)
         scorer = ConfidenceScorer(model_name)
-    judge = default_judge(model=use_model, combined=combined)
+    judge = default_judge(model=use_model, combined=combined, claims=args.claims)
     remote = location.startswith(("http://", "https://"))
     if args.remote_index and not remote:
         raise BadInputError("--remote-index goes with an API URL in --index")
     backend = open_stats(location, index=args.remote_index) if args.remote_index else open_stats(location)
     stats = CachedStats(backend, maxsize=200_000, path=args.cache)
     try:
-        analyzer = Analyzer(MemoExtractor(EntityExtractor()), stats, window=args.window)
+        memo = MemoExtractor(EntityExtractor())
+        claim_ex = memo.claim_extractor() if args.claims == "triplets" else None
+        analyzer = Analyzer(memo, stats, window=args.window, claim_extractor=claim_ex)
         auditor = Auditor(analyzer, judge, scorer=scorer)
         loc_id = f"{location}#{args.remote_index or ''}" if remote else str(Path(location).resolve())
         settings = {
@@ -169,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
             "model": model_name,
             "window": args.window,
             "policies": list(judge.names),
+            "claims": args.claims,
         }
         if args.risk_model:  # another scorer gives other risks: no resuming across it
             from quco.models import file_sha256

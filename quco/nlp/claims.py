@@ -506,6 +506,20 @@ def _answer_span_claims(question: Sequence[Claim], doc: Any) -> list[Claim]:
     return out
 
 
+def shift_claim(claim: Claim, offset: int) -> Claim:
+    """``claim`` with its sentence offsets moved by ``offset`` (an answer-span claim's head stays in the question)."""
+    if not offset:
+        return claim
+
+    def move(e: Entity) -> Entity:
+        return Entity(e.text, e.surface, e.label, e.start + offset, e.end + offset, e.source)
+
+    head = claim.head if claim.source == "answer_span" else move(claim.head)
+    tail = move(claim.tail) if claim.tail is not None else None
+    start, end = (claim.start, claim.end) if claim.source == "answer_span" else (claim.start + offset, claim.end + offset)
+    return Claim(head, claim.relation, tail, start, end, claim.source)
+
+
 # ---------------------------------------------------------------------------------------------
 # a model extractor
 
