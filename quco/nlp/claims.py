@@ -78,7 +78,9 @@ MAX_CLAIMS = 16
 _CONCLUSION_START = re.compile(
     r"^\W*(so|thus|therefore|hence|consequently|in conclusion|in summary|in short|overall)\b", re.IGNORECASE
 )
-_ANSWER_IS = re.compile(r"\b(the|my|final)\s+answer\s+(is|was|would be|:)", re.IGNORECASE)
+_ANSWER_IS = re.compile(
+    r"\b(the|my|final)\s+answer(\s+to\s+[^.]{1,40}?)?\s*(is|was|would be|:)(\W|$)", re.IGNORECASE
+)
 
 _SUBJ = ("nsubj", "nsubjpass", "csubjpass")
 _OBJ = ("dobj", "attr", "oprd", "dative", "obj")
@@ -87,6 +89,8 @@ _INHERIT = ("conj", "xcomp", "advcl")
 _MODIFIERS = ("amod", "compound", "nmod", "nummod", "npadvmod")
 _REL_PRONOUNS = frozenset({"who", "whom", "which", "that", "whose"})
 _POSSESSIVE = frozenset({"'s", "\u2019s", "'", "\u2019"})
+_PAREN = re.compile(r"\s*\(([^()]{1,60})\)")
+_YEAR_IN = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b")
 
 
 def is_conclusion(sentence: str) -> bool:
@@ -110,10 +114,12 @@ class _Mention:
 
 
 def _entity(span: Any, label: str) -> Entity | None:
-    """The entity of a token span, possessive and leading "the" dropped; None when nothing is left."""
+    """The entity of a token span, possessive, edge punctuation and determiners dropped; None when nothing is left."""
     toks = list(span)
-    while toks and toks[-1].text in _POSSESSIVE:
+    while toks and (toks[-1].text in _POSSESSIVE or toks[-1].is_punct or toks[-1].pos_ == "DET"):
         toks = toks[:-1]
+    while toks and (toks[0].is_punct or toks[0].pos_ == "DET"):
+        toks = toks[1:]
     if not toks:
         return None
     doc = toks[0].doc
@@ -125,10 +131,22 @@ def _entity(span: Any, label: str) -> Entity | None:
     return Entity(text, surface, label, start, end, "ner" if label != "PROPN" else "noun_chunk")
 
 
+_QUOTED = re.compile(r"[\"\u201c]([^\"\u201c\u201d]{2,120})[\"\u201d]")
+
+
 def _mentions(doc: Any) -> list[_Mention]:
     out: list[_Mention] = []
     taken: set[int] = set()
+    for m in _QUOTED.finditer(doc.text):  # a quoted title is one work, whatever NER made of its words
+        span = doc.char_span(m.start(1), m.end(1), alignment_mode="contract")
+        if span is not None and any(t.is_title or t.is_digit for t in span):
+            e = _entity(span, "WORK_OF_ART")
+            if e is not None:
+                out.append(_Mention(span.start, span.end, e))
+                taken.update(range(span.start, span.end))
     for ent in doc.ents:
+        if taken.intersection(range(ent.start, ent.end)):
+            continue
         label = ent.label_
         if label not in NAMED_LABELS and label not in VALUE_LABELS:
             continue
@@ -139,11 +157,11 @@ def _mentions(doc: Any) -> list[_Mention]:
     i = 0
     n = len(doc)
     while i < n:  # runs of proper nouns NER missed
-        if doc[i].pos_ != "PROPN" or i in taken:
+        if doc[i].pos_ != "PROPN" or i in taken or not doc[i].is_alpha:
             i += 1
             continue
         j = i
-        while j < n and doc[j].pos_ == "PROPN" and j not in taken:
+        while j < n and doc[j].pos_ == "PROPN" and j not in taken and any(ch.isalnum() for ch in doc[j].text):
             j += 1
         e = _entity(doc[i:j], "PROPN")
         if e is not None and (j - i > 1 or len(e.text) > 1):
@@ -184,7 +202,7 @@ class _Sentence:
                 out += self._conj_expand(c)
         return out
 
-    def subjects(self, tok: Any) -> list[_Arg]:
+    def subjects(self, tok: Any, depth: int = 0) -> list[_Arg]:
         """The heads a subject token stands for (relation prefix words for relational nouns)."""
         out: list[_Arg] = []
         for t in self._conj_expand(tok):
@@ -205,18 +223,26 @@ class _Sentence:
                 continue
             if t.pos_ not in ("NOUN", "PROPN"):
                 continue
+            if t.dep_ == "attr" and depth < 3 and self.is_predicate(t.head):
+                # "X is a psychiatrist who consulted ...": the attribute stands for the copula's subject
+                out += self.predicate_subjects(t.head, depth + 1)
+                continue
             for c in t.children:
                 cm = self.mention(c)
                 if c.dep_ == "poss" and cm is not None and cm.named:
                     out.append(_Arg(cm, (t,)))
                 elif c.dep_ == "prep" and c.lower_ == "of":
                     for p in c.children:
+                        if p.dep_ != "pobj":
+                            continue
                         pm = self.mention(p)
-                        if p.dep_ == "pobj" and pm is not None and pm.named:
+                        if pm is not None and pm.named:
                             out.append(_Arg(pm, (t, c)))
+                        elif pm is None and depth < 3:  # "the coach of the team of X"
+                            out += [_Arg(a.mention, (t, c, *a.words)) for a in self.subjects(p, depth + 1)]
         return out
 
-    def objects(self, tok: Any, lead: tuple[Any, ...] = ()) -> list[_Arg]:
+    def objects(self, tok: Any, lead: tuple[Any, ...] = (), depth: int = 0) -> list[_Arg]:
         """The tails an object token stands for; a bare common noun gives ``_Arg(None, (noun,))``."""
         out: list[_Arg] = []
         for t in self._conj_expand(tok):
@@ -230,12 +256,12 @@ class _Sentence:
             for c in t.children:
                 cm = self.mention(c)
                 if cm is None:
-                    if c.dep_ == "prep":
+                    if c.dep_ == "prep" and depth < 3:  # "the capital of France", "a suspect in the killing of X"
                         for p in c.children:
-                            pm = self.mention(p)
-                            if p.dep_ == "pobj" and pm is not None:
-                                out.append(_Arg(pm, (*lead, t, c)))
-                                found = True
+                            if p.dep_ == "pobj":
+                                got = [a for a in self.objects(p, (*lead, t, c), depth + 1) if a.mention is not None]
+                                out += got
+                                found = found or bool(got)
                     continue
                 if c.dep_ == "appos" or c.dep_ in _MODIFIERS or c.dep_ == "poss":
                     out.append(_Arg(cm, (*lead, t)))
@@ -257,18 +283,18 @@ class _Sentence:
         return any(c.dep_ in ("acomp", "advmod") and c.tag_ in ("JJR", "RBR") for c in tok.children)
 
     def predicate_subjects(self, v: Any, depth: int = 0) -> list[_Arg]:
+        if depth > 4:
+            return []
         subj = [c for c in v.children if c.dep_ in _SUBJ]
         if subj:
             s = subj[0]
             if s.lower_ in _REL_PRONOUNS and v.dep_ == "relcl":
-                return self.subjects(v.head)
-            return self.subjects(s)
-        if depth > 4:
-            return []
+                return self.subjects(v.head, depth + 1)
+            return self.subjects(s, depth + 1)
         if v.dep_ in _INHERIT and v.head is not v and self.is_predicate(v.head):
             return self.predicate_subjects(v.head, depth + 1)
         if v.dep_ in ("acl", "relcl") and v.head is not v:
-            return self.subjects(v.head)
+            return self.subjects(v.head, depth + 1)
         return []
 
     def claims(self) -> list[Claim]:
@@ -279,6 +305,37 @@ class _Sentence:
         for t in self.span:
             if t.dep_ == "appos":
                 out += self._apposition(t)
+        for m in self.mentions:
+            if m.named:
+                out += self._life_dates(m)
+        return out
+
+    def _life_dates(self, m: _Mention) -> list[Claim]:
+        """"X (1969-2014)", "X (born 12 May 1948)": (X, born, 1969), (X, died, 2014)."""
+        doc = self.span.doc
+        end = doc[m.end - 1].idx + len(doc[m.end - 1].text)
+        hit = _PAREN.match(doc.text, end)
+        if hit is None:
+            return []
+        inner = hit.group(1)
+        years = list(_YEAR_IN.finditer(inner))
+        if not years or len(years) > 2:
+            return []
+        low = inner.lower()
+        if len(years) == 2:
+            names = ["born", "died"]
+        elif "born" in low or "b." in low:
+            names = ["born"]
+        elif "died" in low or "d." in low:
+            names = ["died"]
+        else:
+            names = ["date"]
+        out = []
+        for y, rel in zip(years, names):
+            a = hit.start(1) + y.start()
+            tail = Entity(y.group(0), y.group(0), "DATE", a, a + len(y.group(0)), "ner")
+            head = m.entity
+            out.append(Claim(self._local(head), rel, self._local(tail), self._local(tail).start, self._local(tail).end))
         return out
 
     def _predicate(self, v: Any) -> list[Claim]:
