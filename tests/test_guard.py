@@ -262,9 +262,12 @@ def test_combined_fires_over_threshold_on_question_and_sentence() -> None:
     )
     assert r.stage1.retrieved and r.sentences[0].retrieved and r.retrievals == 2
     assert r.sentences[0].risk is not None and r.sentences[0].risk.probability == pytest.approx(0.7)
-    # the sentence features carry both sides: claims in triplet mode (the default), pairs not computed
+    # the sentence features carry both sides; in triplet mode (the default) claims and pairs both, since a
+    # fitted model may use either
     assert not math.isnan(model.seen[1]["claim_cooc_min"]) and not math.isnan(model.seen[1]["min_prob"])
-    assert math.isnan(model.seen[1]["pair_cooc_min"]) and model.seen[1]["n_claims"] == 1.0
+    assert not math.isnan(model.seen[1]["pair_cooc_min"]) and model.seen[1]["n_claims"] == 1.0
+    s = r.sentences[0]
+    assert s.claims and s.pairs and ret.queries[-1] == "Vienna is capital of"  # the query still never holds the tail
 
 
 def test_combined_quiet_under_threshold() -> None:
@@ -492,7 +495,7 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     none, single = d["policies"]["none"], d["policies"]["single"]
     assert none["em"] == 0.5 and single["em"] == 0.5 and none["retrievals_per_question"] == 0.0
     assert single["retrievals_per_question"] == 1.0 and none["seconds_per_question"] >= 0
-    assert "| none | 0.500 |" in (tmp_path / "qa.md").read_text()
+    assert "| none | 0.500 [" in (tmp_path / "qa.md").read_text()
     # intervals: none is right on row 2000 only, single on row 2001 only
     assert none["accuracy_ci"][0] <= none["accuracy"] <= none["accuracy_ci"][1]
     assert none["accuracy_ci"][0] < none["accuracy_ci"][1]

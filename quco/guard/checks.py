@@ -293,7 +293,7 @@ class Checker:
             counts = self._counts(ents, errors)
             if triplets:
                 claims = self._claims(question, sentence, errors)
-            else:
+            if not triplets or self.policy == "combined":  # a fitted model may use the pair features
                 pairs = self._pairs(ents, q_ents, errors)
         except _BackendFailure:
             # fail-closed query: triplet mode never queries the sentence (it holds the suspect tails)
