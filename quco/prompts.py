@@ -150,11 +150,16 @@ def make_prompt(style: str, question: str, evidence: Sequence[str] = (), *, few_
     raise BadInputError(f"unknown prompt {style!r}: choose one of {', '.join(PROMPTS)}")
 
 
-_ANSWER_IS = re.compile(r"\bthe answer is\b\s*:?\s*", re.IGNORECASE)
+#: where a reply states its answer ("the answer is", "the answer to this question is:", "the answer:")
+ANSWER_IS = re.compile(
+    r"\bthe\s+answer(?:\s+to\s+[^.:?!]{1,40}?)?(?:\s+(?:is|was|would be)\b\s*:?|\s*:)\s*", re.IGNORECASE
+)
 
 
 def final_answer(text: str) -> str:
     """The answer a reply gives: what follows the last "the answer is" (to the end of that sentence), else its last sentence.
+
+    "The answer to this question is: X" and "The answer: X" count as "the answer is".
 
     Trailing sentence punctuation is dropped ("So the answer is Paris." → "Paris").
 
@@ -164,7 +169,7 @@ def final_answer(text: str) -> str:
     Returns:
         The final answer ("" for an empty reply).
     """
-    hits = list(_ANSWER_IS.finditer(text))
+    hits = list(ANSWER_IS.finditer(text))
     if hits:
         rest = text[hits[-1].end() :]
         spans = sentence_spans(rest)

@@ -45,7 +45,7 @@ from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_union
 from quco.guard.rules import POLICIES
 from quco.guard.trace import BackendError, Clock, GuardResult, Retrieval, SentenceRecord, Stage1Record
 from quco.nlp.sentences import sentence_spans
-from quco.prompts import PROMPTS, make_prompt
+from quco.prompts import ANSWER_IS, PROMPTS, make_prompt
 from quco.protocols import ClaimExtractor, Extractor, Generator, Retriever, Scorer
 from quco.risk.policies import TUPLE_THRESHOLD
 from quco.types import Confidence, Document, Generation
@@ -59,7 +59,6 @@ MAX_QUESTION_CHARS = 2000
 STOP = ("\n",)
 
 _SENT_END = re.compile(r"[.!?][\"')\]]*\s*$")
-_CONCLUDES = re.compile(r"\bthe answer is\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -371,7 +370,7 @@ class _Run:
                     claims=v2.claims,
                 )
             )
-            if kept.ended or (g.prompt == "cot" and _CONCLUDES.search(kept.text)):
+            if kept.ended or (g.prompt == "cot" and ANSWER_IS.search(kept.text)):
                 break
         return GuardResult(
             question=self.q,
