@@ -95,6 +95,11 @@ def test_bare_answer_span_completes_the_question(parser: ClaimParser) -> None:
     assert parser.claims("Mumbai.") == []  # no question: a bare span states nothing
     # the span names the question's own entity: nothing to check
     assert parser.claims("Rajiv Rai", "Where was Rajiv Rai born?") == []
+    # a direct answer is a span too; a conclusion after reasoning is not
+    direct = parser.claims("The answer to this question is: Mumbai.", "Where was Rajiv Rai born?")
+    assert triples(direct) == {("Rajiv Rai", "born", "Mumbai")} and direct[0].source == "answer_span"
+    assert parser.claims("So the answer is Mumbai.", "Where was Rajiv Rai born?") == []
+    assert parser.claims("The answer is Mumbai.") == []  # no question: a conclusion gives nothing
     off = ClaimParser(parser.extractor, answer_spans=False)
     assert off.claims("Mumbai.", "Where was Rajiv Rai born?") == []
 

@@ -42,6 +42,22 @@ _PAREN = re.compile(r"\s*\(([^()]{1,60})\)")
 _YEAR_IN = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})\b")
 
 
+#: a sentence that opens with its answer, no connective before it: "The answer (to this question) is X."
+_DIRECT_ANSWER = re.compile(
+    r"^\W*(?:the|my|final)\s+answer(?:\s+to\s+[^.:?!]{1,40}?)?(?:\s+(?:is|was|would be)\b\s*:?|\s*:)\s*",
+    re.IGNORECASE,
+)
+
+
+def direct_answer_start(sentence: str) -> int | None:
+    """Where the answer begins in a sentence that opens with it ("The answer is X."), else None.
+
+    "So the answer is X." (a conclusion drawn from earlier sentences) is not a direct answer.
+    """
+    m = _DIRECT_ANSWER.match(sentence)
+    return m.end() if m else None
+
+
 def is_conclusion(sentence: str) -> bool:
     """Whether ``sentence`` concludes ("So the answer is X.", "Thus ...", "Therefore ...").
 

@@ -40,7 +40,10 @@ sentence with no predicate at all ("Paris.", the short-answer prompt's output)
 states nothing by itself, but with its question it claims one thing: the
 question's (head, relation) completed by the span. Given the question,
 :meth:`ClaimParser.claims_many` returns ``(question head, question relation,
-span mention)`` for each (head, relation) the question yields.
+span mention)`` for each (head, relation) the question yields. A direct answer
+that opens with "The answer (to this question) is X" and makes no other claim
+is read the same way (X is the span); a conclusion drawn from earlier
+sentences ("So the answer is X.") still gives nothing.
 
 Offsets: a claim's head and tail entities carry character offsets in the
 sentence (an answer-span claim's head: in the question); ``Claim.start/end``
@@ -63,6 +66,7 @@ from quco.nlp._claim_rules import (
     VALUE_LABELS,
     SentenceRules,
     dedupe_claims,
+    direct_answer_start,
     is_conclusion,
     mentions_of,
 )
@@ -167,20 +171,25 @@ class ClaimParser:
                 continue
             found: list[Claim] = []
             bare = True
+            answer_at: int | None = None  # where a direct answer ("The answer is X.") begins
             doc = docs[s]
             doc_mentions = mentions_of(doc)
             for span in doc.sents:
                 if is_conclusion(span.text):
                     bare = False
+                    at = direct_answer_start(span.text)
+                    if at is not None and answer_at is None:
+                        answer_at = span.start_char + at
                     continue
                 sent = SentenceRules(span, doc_mentions)
                 if sent.has_predicate():
                     bare = False
                 found += sent.claims()
-            if bare and not found and self.answer_spans and q.strip():
+            if not found and self.answer_spans and q.strip() and (bare or answer_at is not None):
                 if q not in q_memo:
                     q_memo[q] = self._question_claims(docs[q])
-                found = _answer_span_claims(q_memo[q], docs[s])
+                start = 0 if bare else answer_at or 0
+                found = _answer_span_claims(q_memo[q], [m for m in doc_mentions if m.entity.start >= start])
             out.append(dedupe_claims(found, self.max_claims))
         return out
 
@@ -201,9 +210,8 @@ class ClaimParser:
         return [Claim(c.head, c.relation, None, c.start, c.end, "answer_span") for c in dedupe_claims(found, MAX_CLAIMS)]
 
 
-def _answer_span_claims(question: Sequence[Claim], doc: Any) -> list[Claim]:
+def _answer_span_claims(question: Sequence[Claim], mentions: Sequence[Any]) -> list[Claim]:
     out: list[Claim] = []
-    mentions = mentions_of(doc)
     for qc in question:
         for m in mentions:
             if not same_entity(qc.head.text, m.entity.text):
