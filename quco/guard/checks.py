@@ -322,9 +322,9 @@ class Checker:
                 if triplets and claims:
                     queries = tuple(claim_queries(claims, risk, max_queries=self.max_queries))
                     query = " | ".join(queries)
-                elif pairs:
+                elif pairs and not triplets:
                     query = pair_query(pairs, sentence)
-                else:
+                else:  # nothing to anchor a query on: FLARE's masked draft
                     query = flare_query(sentence, confidence, self.theta, question)
         return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors), claims, queries)
 
