@@ -20,7 +20,18 @@ from quco.errors import (
     QucoError,
     TokenizerMismatchError,
 )
-from quco.types import Confidence, Count, Document, Entity, Generation, Pair, Reason, Risk, TokenConfidence
+from quco.types import (
+    Claim,
+    Confidence,
+    Count,
+    Document,
+    Entity,
+    Generation,
+    Pair,
+    Reason,
+    Risk,
+    TokenConfidence,
+)
 
 # name -> module that defines it, imported on first access
 _LAZY = {
@@ -31,6 +42,7 @@ _LAZY = {
     "CachedStats": "quco.corpus.cache",
     "build_index": "quco.corpus.build",
     "EntityExtractor": "quco.nlp.entities",
+    "ClaimParser": "quco.nlp.claims",
     "ConfidenceScorer": "quco.lm.confidence",
     "HFGenerator": "quco.lm.generator",
     "RiskScorer": "quco.risk.combined",
@@ -41,6 +53,7 @@ __all__ = [
     "__version__",
     "BackendUnavailableError",
     "BadInputError",
+    "Claim",
     "Confidence",
     "CorruptIndexError",
     "Count",

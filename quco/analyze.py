@@ -2,9 +2,12 @@
 
 The :class:`Analyzer` is the glue shared by the guard, the audit and the
 detector evaluation: it extracts entities (batched), forms the head/tail pairs
-QuCo checks, queries the corpus once per distinct term and pair (batched), and
+QuCo checks and, with a claim extractor, each sentence's claims (triplets and
+tuples), queries the corpus once per distinct term and pair (batched), and
 attaches the model's token confidences when they are given or a scorer is set.
-Results come per answer and per sentence.
+Results come per answer and per sentence. Pairs are always computed; claims
+only with a claim extractor (``Signals.claims`` is ``None`` without one), so one
+analysis serves both claim modes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from dataclasses import dataclass
 
 from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
 from quco.nlp.sentences import sentence_spans
-from quco.protocols import Extractor, Scorer
-from quco.risk.features import EntityCount, PairCount, Signals
-from quco.types import Confidence, Count, Entity, Pair
+from quco.protocols import ClaimExtractor, Extractor, Scorer
+from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals
+from quco.types import Claim, Confidence, Count, Entity, Pair
 
 
 def slice_confidence(conf: Confidence, text: str, start: int, end: int) -> Confidence:
@@ -76,6 +79,9 @@ class Analyzer:
         window: co-occurrence window in tokens (``None`` with ``mode="doc"``).
         mode: ``"window"`` or ``"doc"``.
         per_sentence: also analyze each sentence of the answer.
+        claim_extractor: extracts each sentence's claims (``None``: no claims,
+            ``Signals.claims`` stays ``None``). An answer's claims are those of
+            its sentences, with offsets in the answer.
     """
 
     def __init__(
@@ -87,7 +93,9 @@ class Analyzer:
         window: int | None = DEFAULT_WINDOW,
         mode: CoocMode = "window",
         per_sentence: bool = True,
+        claim_extractor: ClaimExtractor | None = None,
     ) -> None:
+        self.claim_extractor = claim_extractor
         self.extractor = extractor
         self.stats = stats
         self.scorer = scorer
@@ -106,9 +114,30 @@ class Analyzer:
         """Analyze one answer (see :meth:`analyze_many`)."""
         return self.analyze_many([AnalysisItem(question, answer, confidence, prompt)])[0]
 
+    def _claims_of(self, items: Sequence[AnalysisItem]) -> list[list[list[Claim]]] | None:
+        """Per item, per sentence of its answer: the claims (offsets in the answer), or None without an extractor."""
+        if self.claim_extractor is None:
+            return None
+        from quco.nlp.claims import shift_claim
+
+        all_spans = [sentence_spans(it.answer) for it in items]
+        texts = [it.answer[a:b] for it, sp in zip(items, all_spans) for a, b in sp]
+        questions = [it.question for it, sp in zip(items, all_spans) for _ in sp]
+        found = self.claim_extractor.claims_many(texts, questions) if texts else []
+        out: list[list[list[Claim]]] = []
+        k = 0
+        for sp in all_spans:
+            per = []
+            for a, _b in sp:
+                per.append([shift_claim(c, a) for c in found[k]])
+                k += 1
+            out.append(per)
+        return out
+
     def analyze_many(self, items: Sequence[AnalysisItem]) -> list[Analysis]:
         """Analyze a batch: one extraction pass and one corpus query per distinct term/pair."""
         spans = [sentence_spans(it.answer) if self.per_sentence else [] for it in items]
+        claims = self._claims_of(items)
         texts: list[str] = []
         for it, sp in zip(items, spans):
             texts.append(it.question)
@@ -144,6 +173,13 @@ class Analyzer:
                     terms[e.text] = None
                 for p in s_pairs:
                     pair_keys[_pkey(p)] = None
+        for per_item in claims or []:
+            for sent_claims in per_item:
+                for c in sent_claims:
+                    if c.tail is None:
+                        terms[c.head.text] = None
+                    else:
+                        pair_keys[(c.head.text, c.tail.text)] = None
         term_list = list(terms)
         pair_list = list(pair_keys)
         counts = dict(zip(term_list, self.stats.count_many(term_list))) if term_list else {}
@@ -159,17 +195,26 @@ class Analyzer:
         def pc(ps: Sequence[Pair]) -> tuple[PairCount, ...]:
             return tuple(PairCount(p, coocs[_pkey(p)]) for p in ps)
 
+        def cc(cs: Sequence[Claim]) -> tuple[ClaimCount, ...]:
+            return tuple(
+                ClaimCount(c, counts.get(c.head.text, Count(0)) if c.tail is None else coocs[(c.head.text, c.tail.text)])
+                for c in cs
+            )
+
         out = []
-        for it, (q_ents, a_ents, new, pairs, sents) in zip(items, plan):
+        for i, (it, (q_ents, a_ents, new, pairs, sents)) in enumerate(zip(items, plan)):
             conf = it.confidence
             if conf is None and self.scorer is not None and it.prompt is not None:
                 conf = self.scorer.score(it.prompt, it.answer)
             q_ec = ec(q_ents)
-            signals = Signals(q_ec, ec(a_ents), ec(new), pc(pairs), conf, self.window)
+            item_claims = claims[i] if claims is not None else None
+            a_claims = cc([c for per in item_claims for c in per]) if item_claims is not None else None
+            signals = Signals(q_ec, ec(a_ents), ec(new), pc(pairs), conf, self.window, a_claims)
             s_out = []
-            for (a, b), s_ents, s_new, s_pairs in sents:
+            for j, ((a, b), s_ents, s_new, s_pairs) in enumerate(sents):
                 s_conf = slice_confidence(conf, it.answer, a, b) if conf is not None else None
-                s_sig = Signals(q_ec, ec(s_ents), ec(s_new), pc(s_pairs), s_conf, self.window)
+                s_claims = cc(item_claims[j]) if item_claims is not None else None
+                s_sig = Signals(q_ec, ec(s_ents), ec(s_new), pc(s_pairs), s_conf, self.window, s_claims)
                 s_out.append(SentenceAnalysis(it.answer[a:b], a, b, tuple(s_ents), s_sig))
             out.append(
                 Analysis(it.question, it.answer, tuple(q_ents), tuple(a_ents), tuple(new), signals, tuple(s_out))

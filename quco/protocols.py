@@ -1,6 +1,7 @@
 """Small contracts between components (structural typing).
 
 Real implementations: ``quco.nlp.entities.EntityExtractor``,
+``quco.nlp.claims.ClaimParser``,
 ``quco.lm.generator.HFGenerator``, ``quco.lm.confidence.ConfidenceScorer``,
 ``quco.retrieval`` retrievers, ``quco.corpus`` backends. Fakes in
 ``quco.testing`` satisfy the same contracts.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from quco.types import Confidence, Document, Entity, Generation, Pair
+from quco.types import Claim, Confidence, Document, Entity, Generation, Pair
 
 
 @runtime_checkable
@@ -25,6 +26,33 @@ class Extractor(Protocol):
     def pairs(self, sentence: Sequence[Entity], question: Sequence[Entity] = ()) -> list[Pair]: ...
 
     def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]: ...
+
+
+@runtime_checkable
+class ClaimExtractor(Protocol):
+    """Sentence -> the claims it makes: (head, relation, tail) triplets and (head, relation) tuples.
+
+    The contract QuCo's stage 2 relies on:
+
+    - one list of :class:`~quco.types.Claim` per sentence, in order;
+    - a conclusion sentence ("So the answer is X.", "Thus ...", "Therefore
+      ...") gives none: it restates earlier claims;
+    - a triplet's tail may be a date or a number; a head is a named entity;
+    - entity texts are the normalized lookup forms the corpus is queried with
+      (``quco.nlp.normalize.normalize_entity_text``).
+
+    ``questions`` (optional, one per sentence) is the question a sentence
+    answers. An extractor may use it to complete a bare answer span ("Paris"
+    to "Where was X born?") into a claim, or ignore it.
+
+    The rule-based implementation is ``quco.nlp.claims.ClaimParser`` (spaCy's
+    dependency parse and entities); a fine-tuned model (the paper's 0.5B
+    extractor) plugs in through ``quco.nlp.claims.ModelClaimExtractor``.
+    """
+
+    def claims_many(
+        self, sentences: Sequence[str], questions: Sequence[str] | None = None
+    ) -> list[list[Claim]]: ...
 
 
 @runtime_checkable

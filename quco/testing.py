@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
-from quco.types import Confidence, Count, Document, Entity, Generation, Pair, TokenConfidence
+from quco.types import Claim, Confidence, Count, Document, Entity, Generation, Pair, TokenConfidence
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -155,6 +155,73 @@ class FakeExtractor:
     def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
         qk = {e.key for e in question}
         return [e for e in answer if e.key not in qk]
+
+    def claim_extractor(self) -> FakeClaimExtractor:
+        return FakeClaimExtractor(self)
+
+
+_ARTICLES = {"the", "a", "an"}
+
+
+class FakeClaimExtractor:
+    """Claims from :class:`FakeExtractor`'s entities (satisfies ``quco.protocols.ClaimExtractor``).
+
+    The first entity of a sentence is the head; each later one is a tail, with
+    the lower-case words between the head and it (articles dropped) as the
+    relation: "Paris is the capital of Germany." → ``('Paris', 'is capital
+    of', 'Germany')``. A sentence with one entity and words after it is a
+    tuple: "Zorblax was released." → ``('Zorblax', 'was released')``. A
+    conclusion ("So the answer is X.") gives none. ``table`` presets the claims
+    of given sentences as ``(head, relation, tail_or_None)`` tuples.
+    Every call is recorded in ``calls``.
+    """
+
+    name = "fake-claims"
+
+    def __init__(
+        self, extractor: FakeExtractor | None = None, table: dict[str, list[tuple[str, str, str | None]]] | None = None
+    ) -> None:
+        self.extractor = extractor or FakeExtractor()
+        self.table = dict(table or {})
+        self.calls: list[tuple[str, str]] = []
+
+    def claims_many(self, sentences: Sequence[str], questions: Sequence[str] | None = None) -> list[list[Claim]]:
+        from quco.nlp.claims import is_conclusion
+
+        qs = list(questions) if questions is not None else [""] * len(sentences)
+        out = []
+        for s, q in zip(sentences, qs):
+            self.calls.append((s, q))
+            if s in self.table:
+                out.append([self._preset(s, *t) for t in self.table[s]])
+            elif is_conclusion(s):
+                out.append([])
+            else:
+                out.append(self._rule(s))
+        return out
+
+    def _preset(self, s: str, head: str, rel: str, tail: str | None) -> Claim:
+        def ent(text: str) -> Entity:
+            i = s.find(text)
+            return Entity(text, text, "ENT", max(i, 0), max(i, 0) + len(text) if i >= 0 else 0)
+
+        return Claim(ent(head), rel, ent(tail) if tail is not None else None, 0, 0, self.name)
+
+    def _rule(self, s: str) -> list[Claim]:
+        ents = self.extractor.entities(s)
+        if not ents:
+            return []
+        head = ents[0]
+        out = []
+        for t in ents[1:]:
+            words = [w for w in _words(s[head.end : t.start]) if w.isalnum() and w.lower() not in _ARTICLES]
+            if words and t.key != head.key:
+                out.append(Claim(head, " ".join(w.lower() for w in words), t, head.end, t.start, self.name))
+        if len(ents) == 1:
+            words = [w for w in _words(s[head.end :]) if w.isalnum() and w.lower() not in _ARTICLES]
+            if words:
+                out.append(Claim(head, " ".join(w.lower() for w in words), None, head.end, len(s), self.name))
+        return out
 
 
 class FakeRetriever:

@@ -73,6 +73,63 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """A claim a sentence makes: a (head, relation, tail) triplet, or a (head, relation) tuple.
+
+    QuCo's stage 2 checks a triplet by the co-occurrence of its head and tail
+    in the corpus, and a tuple (a relation stated without a tail entity) by the
+    frequency of its head. Its retrieval query is ``head ⊕ relation``
+    (:attr:`query`), never the tail: the tail is what may be hallucinated.
+
+    Attributes:
+        head: the entity the claim is about (offsets in the sentence; in the
+            question for ``source="answer_span"``).
+        relation: the relation as words of the sentence ("born in", "directed
+            by", "husband"), lower-case.
+        tail: the entity (or date or number) the relation links the head to;
+            ``None`` for a tuple.
+        start: offset of the relation's first word in the sentence.
+        end: offset just past its last word.
+        source: ``"sentence"`` (stated by the sentence), ``"answer_span"``
+            (a bare answer span completing the question's own (head,
+            relation)), or the name of a model extractor.
+    """
+
+    head: Entity
+    relation: str
+    tail: Entity | None = None
+    start: int = 0
+    end: int = 0
+    source: str = "sentence"
+
+    @property
+    def is_triplet(self) -> bool:
+        return self.tail is not None
+
+    @property
+    def query(self) -> str:
+        """The stage-2 retrieval query: ``head ⊕ relation`` (never the tail)."""
+        return f"{self.head.text} {self.relation}".strip()
+
+    def describe(self) -> str:
+        """``'X' —born in→ 'Y'`` (a tuple: ``'X' —born in→ ?``)."""
+        tail = f"'{self.tail.text}'" if self.tail is not None else "?"
+        return f"'{self.head.text}' \u2014{self.relation}\u2192 {tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "head": self.head.text,
+            "relation": self.relation,
+            "tail": self.tail.text if self.tail is not None else None,
+            "head_span": [self.head.start, self.head.end],
+            "tail_span": [self.tail.start, self.tail.end] if self.tail is not None else None,
+            "relation_span": [self.start, self.end],
+            "tail_label": self.tail.label if self.tail is not None else None,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
 class TokenConfidence:
     """One generated or scored token with the model's confidence in it.
 

@@ -91,6 +91,20 @@ class TimedExtractor:
         return self.inner.new_entities(answer, question)
 
 
+class TimedClaims:
+    """A claim extractor whose time is counted as ``claims``."""
+
+    def __init__(self, inner: Any, timer: Timer) -> None:
+        self.inner, self.timer = inner, timer
+
+    def claims_many(self, sentences: Sequence[str], questions: Sequence[str] | None = None) -> Any:
+        t = time.perf_counter()
+        try:
+            return self.inner.claims_many(sentences, questions)
+        finally:
+            self.timer.add("claims", time.perf_counter() - t)
+
+
 class TimedStats(CorpusStats):
     def __init__(self, inner: CorpusStats, timer: Timer) -> None:
         self.inner, self.timer = inner, timer
@@ -205,12 +219,14 @@ def child(mode: str, input_path: Path, index: Path, batch_size: int, model: str 
     cache = CachedStats(open_stats(str(index)), maxsize=200_000)
     stats = TimedStats(cache, timer)
     combined = load_combined(model=use_model)
-    judge = default_judge(model=use_model, combined=combined)
+    claims = mode == "data-claims"  # as quco audit --no-model (claims, the default); "data" is --claims pairs
+    judge = default_judge(model=use_model, combined=combined, claims="triplets" if claims else "pairs")
     if mode == "data-serial":  # the memo hidden behind the timer: no prefetch, extraction and queries in turn
         ex: Any = TimedExtractor(MemoExtractor(extractor), timer)
     else:  # as quco audit: next batch's extraction in a background thread while this batch queries the corpus
         ex = MemoExtractor(TimedExtractor(extractor, timer))
-    auditor = Auditor(Analyzer(ex, stats), judge, scorer=scorer)
+    claim_ex = TimedClaims(extractor.claim_extractor(), timer) if claims else None
+    auditor = Auditor(Analyzer(ex, stats, claim_extractor=claim_ex), judge, scorer=scorer)
     setup_s = time.perf_counter() - t0
     rss_setup = rss_mib()
 
@@ -281,7 +297,8 @@ def main() -> int:
     ap.add_argument(
         "--modes",
         default="data,data-serial,model",
-        help="comma-separated: data (as quco audit --no-model), data-serial (no extraction prefetch), model",
+        help="comma-separated: data (as quco audit --no-model --claims pairs), data-claims (as quco audit "
+        "--no-model: claims, the default), data-serial (no extraction prefetch), model",
     )
     ap.add_argument(
         "--model-rows",

@@ -387,6 +387,24 @@ def test_cli_real_index_bad_rows_exit_status(
     )
     assert [b["line"] for b in _read_jsonl(side_paths(out)[0])] == [2, 4, 5]
     assert report.stat().st_size > 10_000
+    # claims (the default mode) are in the records, answer-level and per sentence, with spans in the answer
+    (claim,) = curie["sentences"][0]["claims"]
+    assert (claim["head"], claim["relation"], claim["tail"], claim["kind"], claim["count"]) == (
+        "Marie Curie", "born in", "Reykjavik", "triplet", 0
+    )
+    assert curie["answer"][claim["tail_span"][0] : claim["tail_span"][1]] == "Reykjavik"
+    assert curie["claims"] == curie["sentences"][0]["claims"]
+    reason = next(x for x in curie["verdicts"]["quco"]["reasons"] if x["kind"] == "zero_cooccurrence")
+    assert reason["message"].startswith("'Marie Curie' \u2014born in\u2192 'Reykjavik' never co-occur")
+    assert all(c["count"] > 0 for c in paris["claims"]) and paris["claims"]
+    # --claims pairs: the verdict reads entity pairs again, and no claims are extracted
+    out2 = tmp_path / "out2.jsonl"
+    assert main(["audit", str(src), "--out", str(out2), "--index", str(small_index), "--no-model", "--no-progress",
+                 "--claims", "pairs"]) == 3
+    curie2 = _read_jsonl(out2)[1]
+    assert "claims" not in curie2 and any(
+        x["kind"] == "zero_cooccurrence" and x["subject"] == "Marie Curie | Reykjavik" for x in curie2["verdicts"]["quco"]["reasons"]
+    )
 
 
 def test_cli_missing_input_or_index_is_one_line_exit_1(

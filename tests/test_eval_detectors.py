@@ -257,13 +257,20 @@ def test_eval_detectors_ablations_with_fakes(tmp_path) -> None:
                              n_boot_ablation=20, progress=False)
     doc = run_detectors_eval(cfg, comp)
     ab = doc["ablations"]
-    assert set(ab) == {"corpus", "window", "model"}
+    assert set(ab) == {"corpus", "window", "model", "claims"}
     assert set(ab["window"]) == {"doc", "1000", "100"}
+    # claims: the same rows read as claims (the fake makes none of bare answer spans) and as pairs
+    cl = ab["claims"]
+    assert set(cl) == {"triplets", "pairs"} and cl["triplets"]["n"] == cl["pairs"]["n"]
+    assert cl["pairs"]["detectors"]["quco_stage2"]["coverage"] > 0.5
+    assert cl["triplets"]["detectors"]["quco_stage2"]["coverage"] == 0.0
+    assert cl["triplets"]["detectors"]["data"]["roc_auc"] != cl["pairs"]["detectors"]["data"]["roc_auc"]
     assert "skipped" in ab["corpus"]["without_knowledge"]  # "fake" is no demo index folder
     assert models == [None, "gemma3-270m"]  # the model ablation generates with the second model
     for variant in ab["window"].values():
         assert 0.0 <= variant["detectors"]["combined"]["roc_auc"] <= 1.0
-    assert "## Ablations" in (tmp_path / "detectors.md").read_text()
+    md = (tmp_path / "detectors.md").read_text()
+    assert "## Ablations" in md and "Claims: triplets and tuples vs entity pairs" in md
 
 
 def test_paired_protocol_rows_and_length_beside() -> None:
@@ -310,6 +317,7 @@ def test_ablation_selection_is_parsed_and_validated() -> None:
     from quco.errors import BadInputError
 
     assert _ablation_kinds("corpus,window") == ("corpus", "window")
+    assert _ablation_kinds("claims") == ("claims",)
     assert _ablation_kinds("") == ()
     with pytest.raises(BadInputError):
         _ablation_kinds("corpus,temperature")

@@ -181,3 +181,43 @@ def test_long_prompt_is_cut_from_the_left(small_lm, caplog):
     assert any("does not fit" in r.getMessage() for r in caplog.records)
     assert gen.prompt_tokens + 8 <= 96
     assert len(gen.confidence) >= 1
+
+
+# ---------------------------------------------------------------- prefix KV cache
+
+
+def _answer_like_the_guard(gen) -> list[list[int]]:
+    """Token ids of each call of a guard-like loop: sentence by sentence, the prompt changing once (a rewrite)."""
+    from quco.prompts import qa_prompt
+
+    prompt = qa_prompt("Who wrote Pride and Prejudice? Explain.")
+    answer, out = "", []
+    for i in range(3):
+        g = gen.generate(prompt, prefix=answer, max_new_tokens=10, stop=("\n",), sentence=True)
+        out.append([t.token_id for t in g.confidence.tokens] + [hash(g.finish_reason)])
+        answer = f"{answer} {g.text.strip() or 'Jane Austen wrote it.'}".strip()
+        if i == 1:
+            prompt = qa_prompt("Who wrote Pride and Prejudice? Explain.", ["Pride and Prejudice is an 1813 novel by Jane Austen."])
+    # the same context again, and a context that is a prefix of the cached one
+    out.append([t.token_id for t in gen.generate(prompt, prefix=answer, max_new_tokens=6).confidence.tokens])
+    out.append([t.token_id for t in gen.generate(prompt, max_new_tokens=6).confidence.tokens])
+    return out
+
+
+@pytest.mark.slow
+def test_prefix_cache_gives_the_same_tokens_as_reading_everything(small_lm, monkeypatch):
+    from quco.lm import generator as gmod
+    from quco.lm.generator import HFGenerator
+
+    plain = HFGenerator(small_lm, prefix_cache=False)
+    cached = HFGenerator(small_lm)
+    want = _answer_like_the_guard(plain)
+    assert _answer_like_the_guard(cached) == want
+    st, sp = cached.cache_stats, plain.cache_stats
+    assert st.context_tokens == sp.context_tokens and sp.fed_tokens == sp.context_tokens
+    assert st.fed_tokens < 0.5 * st.context_tokens  # most of each context came from the cache
+    # a cache that cannot be cropped (Gemma 3's sliding-window layers) is only ever extended
+    monkeypatch.setattr(gmod, "_cache_tensors", lambda cache: None)
+    extend_only = HFGenerator(small_lm)
+    assert _answer_like_the_guard(extend_only) == want
+    assert st.fed_tokens < extend_only.cache_stats.fed_tokens < extend_only.cache_stats.context_tokens

@@ -128,31 +128,118 @@ def test_quco_stage1_threshold_is_configurable() -> None:
     assert not r.stage1.retrieved
 
 
-def test_quco_stage2_fires_on_zero_cooccurrence_and_rewrites() -> None:
-    def script(prompt: str, prefix: str) -> tuple[str, float, str]:
-        if prefix:
-            return "", 0.9, "eos"
-        if "Evidence [1]" in prompt:
-            return "Paris is the capital of France.", 0.9, "eos"
-        return "Vienna is the capital of France.", 0.99, "eos"
+def _vienna_script(prompt: str, prefix: str) -> tuple[str, float, str]:
+    if prefix:
+        return "", 0.9, "eos"
+    if "Evidence [1]" in prompt:
+        return "Paris is the capital of France.", 0.9, "eos"
+    return "Vienna is the capital of France.", 0.99, "eos"
 
+
+def test_quco_stage2_pairs_mode_fires_on_zero_cooccurrence_and_rewrites() -> None:
     ret = FakeRetriever(DOCS)
-    r = make("quco", ScriptGen(script), retriever=ret).answer("What is the capital of France?")
+    r = make("quco", ScriptGen(_vienna_script), retriever=ret, claims="pairs").answer("What is the capital of France?")
     s = r.sentences[0]
-    assert not r.stage1.retrieved
+    assert not r.stage1.retrieved and r.claims == "pairs"
     assert s.risk is not None and s.risk.flagged and s.retrieved and s.rewritten
     zero = [p for p in s.pairs if p.count.value == 0]
     assert {zero[0].pair.head.text, zero[0].pair.tail.text} == {"Vienna", "France"}
     assert ret.queries == ["Vienna France Vienna is the capital of France."]  # pair + sentence
     assert r.answer == "Paris is the capital of France."
-    assert any(x.kind == "zero_cooccurrence" for x in s.risk.reasons)
+    assert any(x.kind == "zero_cooccurrence" for x in s.risk.reasons) and s.claims == ()
+
+
+def test_quco_stage2_triplet_query_is_head_and_relation_never_the_tail() -> None:
+    # the failure the paper's case study shows: a query holding the suspect tail ("France" here,
+    # co-occurring with the wrong head) fetches documents about the tail. Entity-pair mode's
+    # pair_query ("Vienna France Vienna is the capital of France.") fails this test.
+    ret = FakeRetriever(DOCS)
+    r = make("quco", ScriptGen(_vienna_script), retriever=ret).answer("What is the capital of France?")
+    s = r.sentences[0]
+    assert r.claims == "triplets" and s.pairs == ()
+    assert [(c.claim.head.text, c.claim.relation, c.claim.tail.text if c.claim.tail else None, c.count.value) for c in s.claims] == [
+        ("Vienna", "is capital of", "France", 0)
+    ]
+    assert s.risk is not None and s.risk.flagged and s.retrieved and s.rewritten
+    assert ret.queries == ["Vienna is capital of"]
+    assert all("France" not in q for q in ret.queries)
+    assert s.retrieval is not None and s.retrieval.queries == ("Vienna is capital of",)
+    reason = next(x for x in s.risk.reasons if x.kind == "zero_cooccurrence")
+    assert reason.message.startswith("'Vienna' \u2014is capital of\u2192 'France' never co-occur")
+    assert r.answer == "Paris is the capital of France."
+    d = s.to_dict()
+    assert d["claims"][0]["kind"] == "triplet" and d["claims"][0]["count"] == 0 and d["queries"] == ["Vienna is capital of"]
+
+
+def test_quco_stage2_one_query_per_flagged_claim_union_deduplicated() -> None:
+    from quco.testing import FakeClaimExtractor
+
+    sent = "Zorblax Quint painted Vienna and Zorblax Quint lived in France."
+    table = {sent: [("Zorblax Quint", "painted", "Vienna"), ("Zorblax Quint", "lived in", "France"), ("Zorblax Quint", "painted", "Vienna")]}
+    ret = FakeRetriever(DOCS)
+    # Zorblax Quint co-occurs with Vienna (document 3) but never with France
+    r = make("quco", one_sentence(sent), retriever=ret, claim_extractor=FakeClaimExtractor(table=table), k=2).answer("Who?")
+    s = r.sentences[0]
+    assert ret.queries == ["Zorblax Quint lived in"]
+    assert s.risk is not None and [x.kind for x in s.risk.reasons] == ["zero_cooccurrence"]
+    assert len(s.claims) == 2  # the repeated claim is checked once
+    # two flagged claims: two queries, their documents unioned without duplicates
+    ret2 = FakeRetriever(DOCS)
+    corpus = FakeCorpus(["Nothing about anyone."])
+    r2 = make("quco", one_sentence(sent), corpus=corpus, retriever=ret2, claim_extractor=FakeClaimExtractor(table=table), k=2).answer("Who?")
+    s2 = r2.sentences[0]
+    assert ret2.queries == ["Zorblax Quint painted", "Zorblax Quint lived in"]
+    ids = [d.id for d in s2.retrieval.documents] if s2.retrieval else []
+    # both queries rank document 2 (Zorblax Quint) first: it appears once in the union
+    assert ids.count("2") == 1 and len(set(ids)) == len(ids) >= 2
+    assert r2.retrievals == 1  # one retrieval (two queries); the question has no entity for stage 1
+
+
+def test_quco_stage2_tuple_with_rare_head_fires() -> None:
+    from quco.testing import FakeClaimExtractor
+
+    sent = "Blorptang Weezle was released."
+    ret = FakeRetriever(DOCS)
+    r = make("quco", one_sentence(sent), retriever=ret).answer("What happened?")
+    s = r.sentences[0]
+    assert [(c.claim.head.text, c.claim.relation, c.claim.tail) for c in s.claims] == [("Blorptang Weezle", "was released", None)]
+    assert s.claims[0].count.value < 20 and s.risk is not None and s.risk.flagged
+    assert [x.kind for x in s.risk.reasons] == ["rare_head"] and ret.queries == ["Blorptang Weezle was released"]
+    # a frequent head is quiet; the threshold is configurable
+    table = {"Paris was founded.": [("Paris", "was founded", None)]}
+    r2 = make("quco", one_sentence("Paris was founded."), claim_extractor=FakeClaimExtractor(table=table)).answer("What happened?")
+    assert r2.sentences[0].risk is not None and not r2.sentences[0].risk.flagged
+    r3 = make("quco", one_sentence(sent), tuple_threshold=0).answer("What happened?")
+    assert r3.sentences[0].risk is not None and not r3.sentences[0].risk.flagged
+
+
+def test_quco_stage2_conclusion_gives_no_claim() -> None:
+    r = make("quco", one_sentence("So the answer is Vienna France.")).answer("What happened?")
+    s = r.sentences[0]
+    assert s.claims == () and s.risk is not None and not s.risk.flagged and r.retrievals == 0
+    assert [x.kind for x in s.risk.reasons] == ["no_claims"]
 
 
 def test_quco_stage2_quiet_when_pairs_cooccur() -> None:
-    r = make("quco", one_sentence("Paris is the capital of France.")).answer("What is the capital of France?")
+    r = make("quco", one_sentence("Paris is the capital of France."), claims="pairs").answer("What is the capital of France?")
     s = r.sentences[0]
     assert s.pairs and all(p.count.value > 0 for p in s.pairs)
     assert s.risk is not None and not s.risk.flagged and r.retrievals == 0
+    r2 = make("quco", one_sentence("Paris is the capital of France.")).answer("What is the capital of France?")
+    s2 = r2.sentences[0]
+    assert s2.claims and all(c.count.value > 0 for c in s2.claims)
+    assert s2.risk is not None and not s2.risk.flagged and r2.retrievals == 0
+
+
+def test_triplet_mode_needs_a_claim_extractor() -> None:
+    class Plain(FakeExtractor):
+        claim_extractor = None  # type: ignore[assignment]
+
+    with pytest.raises(QucoError, match="claim extractor"):
+        Guard(one_sentence("x"), Plain(), FakeCorpus(DOCS), FakeRetriever(DOCS), policy="quco")
+    Guard(one_sentence("x"), Plain(), FakeCorpus(DOCS), FakeRetriever(DOCS), policy="quco", claims="pairs")
+    with pytest.raises(BadInputError, match="claims"):
+        make("quco", one_sentence("x"), claims="both")
 
 
 class FixedModel:
@@ -175,8 +262,12 @@ def test_combined_fires_over_threshold_on_question_and_sentence() -> None:
     )
     assert r.stage1.retrieved and r.sentences[0].retrieved and r.retrievals == 2
     assert r.sentences[0].risk is not None and r.sentences[0].risk.probability == pytest.approx(0.7)
-    # the sentence features carry both sides
-    assert not math.isnan(model.seen[1]["pair_cooc_min"]) and not math.isnan(model.seen[1]["min_prob"])
+    # the sentence features carry both sides; in triplet mode (the default) claims and pairs both, since a
+    # fitted model may use either
+    assert not math.isnan(model.seen[1]["claim_cooc_min"]) and not math.isnan(model.seen[1]["min_prob"])
+    assert not math.isnan(model.seen[1]["pair_cooc_min"]) and model.seen[1]["n_claims"] == 1.0
+    s = r.sentences[0]
+    assert s.claims and s.pairs and ret.queries[-1] == "Vienna is capital of"  # the query still never holds the tail
 
 
 def test_combined_quiet_under_threshold() -> None:
@@ -404,7 +495,7 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     none, single = d["policies"]["none"], d["policies"]["single"]
     assert none["em"] == 0.5 and single["em"] == 0.5 and none["retrievals_per_question"] == 0.0
     assert single["retrievals_per_question"] == 1.0 and none["seconds_per_question"] >= 0
-    assert "| none | 0.500 |" in (tmp_path / "qa.md").read_text()
+    assert "| none | 0.500 [" in (tmp_path / "qa.md").read_text()
     # intervals: none is right on row 2000 only, single on row 2001 only
     assert none["accuracy_ci"][0] <= none["accuracy"] <= none["accuracy_ci"][1]
     assert none["accuracy_ci"][0] < none["accuracy_ci"][1]

@@ -56,14 +56,18 @@ def test_quco_stage1_and_stage2_fire_and_the_trace_records_both(generator, score
     assert r.stage1.risk is not None and r.stage1.risk.flagged and r.stage1.retrieved
     assert r.stage1.retrieval is not None and any("Curie" in d.text for d in r.stage1.retrieval.documents)
 
-    # stage 2: Marie Curie and Kyoto both occur, never together
+    # stage 2: the claim (Marie Curie, born in, Kyoto); Marie Curie and Kyoto both occur, never together
     s = r.sentences[0]
     assert s.draft == "Marie Curie was born in Kyoto."
-    counts = _pair_counts(s)
-    assert counts[frozenset(("Marie Curie", "Kyoto"))] == 0
+    assert [(c.claim.head.text, c.claim.relation, c.claim.tail.text if c.claim.tail else None, c.count.value) for c in s.claims] == [
+        ("Marie Curie", "born in", "Kyoto", 0)
+    ]
     assert s.risk is not None and s.risk.flagged and any(x.kind == "zero_cooccurrence" for x in s.risk.reasons)
-    assert s.retrieved and s.retrieval is not None and "Kyoto" in s.retrieval.query and "Marie Curie" in s.retrieval.query
+    # the query is head + relation: never the suspect tail
+    assert s.retrieved and s.retrieval is not None and s.retrieval.queries == ("Marie Curie born in",)
+    assert "Kyoto" not in s.retrieval.query
     assert len({d.id for d in s.retrieval.documents}) == len(s.retrieval.documents) <= 3
+    assert any("Warsaw" in d.text for d in s.retrieval.documents)  # evidence about the head, not about Kyoto
     assert r.retrievals == 2 and r.llm_calls == 2 and gen.calls == 2  # draft + real rewrite
     assert s.confidence is not None and len(s.confidence) > 0
 
@@ -71,11 +75,20 @@ def test_quco_stage1_and_stage2_fire_and_the_trace_records_both(generator, score
     assert d["stage1"]["retrieved"] and d["sentences"][0]["retrieved"] and d["retrievals"] == 2
 
 
+def test_pair_mode_queries_the_pair_and_the_sentence(generator, scorer, extractor, small_stats, bm25_retriever) -> None:  # type: ignore[no-untyped-def]
+    gen = ForcedFirst(generator, scorer, "Marie Curie was born in Kyoto.")
+    guard = Guard(gen, extractor, small_stats, bm25_retriever, policy="quco", max_sentences=1, max_new_tokens=8, claims="pairs")
+    s = guard.answer(QUESTION).sentences[0]
+    assert _pair_counts(s)[frozenset(("Marie Curie", "Kyoto"))] == 0 and s.claims == ()
+    assert s.retrieval is not None and "Kyoto" in s.retrieval.query and "Marie Curie" in s.retrieval.query
+
+
 def test_quco_quiet_on_a_supported_sentence(generator, scorer, extractor, small_stats, bm25_retriever) -> None:  # type: ignore[no-untyped-def]
     gen = ForcedFirst(generator, scorer, "Marie Curie was born in Warsaw.")
     r = Guard(gen, extractor, small_stats, bm25_retriever, policy="quco", entity_threshold=1, max_sentences=1).answer(QUESTION)
     assert not r.stage1.retrieved
-    assert _pair_counts(r.sentences[0])[frozenset(("Marie Curie", "Warsaw"))] > 0
+    assert [(c.claim.tail.text if c.claim.tail else None) for c in r.sentences[0].claims] == ["Warsaw"]
+    assert all(c.count.value > 0 for c in r.sentences[0].claims)
     assert r.sentences[0].risk is not None and not r.sentences[0].risk.flagged
     assert r.retrievals == 0 and r.answer == "Marie Curie was born in Warsaw."
 

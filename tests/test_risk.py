@@ -21,7 +21,8 @@ from quco.risk import (
     feature_vector,
     load_default_scorer,
 )
-from quco.types import Confidence, Count, Entity, Pair, TokenConfidence
+from quco.risk.features import ClaimCount, claim_features, data_features
+from quco.types import Claim, Confidence, Count, Entity, Pair, TokenConfidence
 
 
 def ent(text: str, n: int) -> EntityCount:
@@ -44,6 +45,50 @@ def test_quco_stage1_threshold_and_reasons() -> None:
     assert not pol.stage1([ent("Paris", 1500), ent("France", 900)]).flagged  # mean 1200
     none = pol.stage1([])
     assert not none.flagged and none.reasons[0].kind == "no_entities"
+
+
+def test_quco_stage1_averages_named_entities_only() -> None:
+    pol = QucoPolicy()
+    year = EntityCount(Entity("1991", "March 2, 1991", "DATE"), Count(90_000))
+    r = pol.stage1([ent("Zorblax", 3), year])  # with the year the mean would be 45,001
+    assert r.flagged and [x.subject for x in r.reasons] == ["Zorblax"]
+    only = pol.stage1([year])
+    assert not only.flagged and only.reasons[0].kind == "no_entities" and "dates and numbers" in only.reasons[0].message
+    f = feature_vector(Signals((ent("Zorblax", 3), year)))
+    assert f["q_ent_freq_mean"] == pytest.approx(math.log10(4)) and f["q_ent_freq_min"] == pytest.approx(math.log10(4))
+    assert (pol.score(Signals((ent("Zorblax", 3), year))) > 0.5) == r.flagged
+
+
+def _claim(head: str, rel: str, tail: str | None, n: int) -> ClaimCount:
+    t = Entity(tail, tail, "GPE") if tail is not None else None
+    return ClaimCount(Claim(Entity(head, head, "PERSON"), rel, t), Count(n))
+
+
+def test_claim_features_and_triplet_stage2() -> None:
+    assert all(math.isnan(v) for v in claim_features(None).values())
+    none = claim_features(())
+    assert none["n_claims"] == 0.0 and math.isnan(none["claim_cooc_min"]) and math.isnan(none["zero_claim"])
+    cs = (_claim("Vienna", "is capital of", "France", 0), _claim("Vienna", "painted by", "Klimt", 40), _claim("Blorp", "was released", None, 7))
+    f = claim_features(cs)
+    assert f == {"claim_cooc_min": 0.0, "zero_claim": 1.0, "n_claims": 3.0, "tuple_head_min": pytest.approx(math.log10(8))}
+    pol = QucoPolicy()
+    s = Signals(pairs=(pair("Vienna", "France", 5),), claims=cs)
+    r = pol.stage2(s)
+    assert [x.kind for x in r.reasons] == ["rare_head", "zero_cooccurrence"] and r.flagged
+    assert r.reasons[1].subject == "'Vienna' \u2014is capital of\u2192 'France'"
+    assert not QucoPolicy(claims="pairs").stage2(s).flagged  # the pair co-occurs 5 times
+    assert pol.score(s) == 1.0 and QucoPolicy(claims="pairs").score(s) < 0.5
+    # a rule whose score is above 0.5 exactly when it fires, for tuples too
+    for n in (0, 19, 20, 200):
+        t = Signals(claims=(_claim("Blorp", "was released", None, n),))
+        assert (pol.score(t) > 0.5) == pol.stage2(t).flagged == (n < 20)
+    # claims not extracted (None): triplet mode falls back to the pairs
+    assert pol.stage2(Signals(pairs=(pair("A", "B", 0),))).flagged
+    quiet = pol.stage2(Signals(pairs=(pair("A", "B", 0),), claims=()))
+    assert not quiet.flagged and quiet.reasons[0].kind == "no_claims"
+    assert data_features("triplets") != data_features("pairs") and "claim_cooc_min" in data_features("triplets")
+    with pytest.raises(ValueError):
+        QucoPolicy(claims="both")
 
 
 def test_quco_stage2_zero_cooccurrence() -> None:

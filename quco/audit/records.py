@@ -23,6 +23,7 @@ from quco.analyze import Analysis, AnalysisItem, Analyzer
 from quco.audit.rows import AuditRow, BadRow
 from quco.audit.verdicts import Judge
 from quco.errors import BadInputError, QucoError
+from quco.guard.trace import claim_dict
 from quco.nlp.sentences import sentence_spans
 from quco.prompts import qa_prompt
 from quco.protocols import Extractor, Scorer
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 OUTPUT_KEYS = frozenset(
     {
         "id", "line", "question", "answer", "label", "risk", "flagged", "risk_policy", "verdicts",
-        "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context",
+        "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context", "claims",
     }
 )  # fmt: skip
 
@@ -160,6 +161,10 @@ class MemoExtractor:
     def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
         return self.extractor.new_entities(answer, question)
 
+    def claim_extractor(self) -> Any:
+        """The wrapped extractor's claim extractor."""
+        return self.extractor.claim_extractor()  # type: ignore[attr-defined]
+
 
 class Auditor:
     """Audits batches of rows: analysis, policy verdicts and the output records.
@@ -240,6 +245,8 @@ class Auditor:
             _ent_dict(ec, new=ec.entity.key in new_keys) for ec in a.signals.answer_entities
         ]
         rec["pairs"] = [_pair_dict(pc) for pc in a.signals.pairs]
+        if a.signals.claims is not None:
+            rec["claims"] = [claim_dict(cc) for cc in a.signals.claims]
         sents = []
         for s in a.sentences:
             sv = self.judge.judge(s.signals)
@@ -253,6 +260,7 @@ class Auditor:
                     "verdicts": {k: _risk_dict(v) for k, v in sv.items()},
                     "entities": [_ent_dict(ec, offset=s.start) for ec in s.signals.answer_entities],
                     "pairs": [_pair_dict(pc) for pc in s.signals.pairs],
+                    **({"claims": [claim_dict(cc) for cc in s.signals.claims]} if s.signals.claims is not None else {}),
                 }
             )
         rec["sentences"] = sents

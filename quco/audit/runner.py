@@ -27,13 +27,17 @@ decimals, a missing figure is ``null``)::
     verdicts: {policy: {probability, flagged, reasons: [{kind, message, subject, value}]}}
     question_entities / answer_entities: [{text, surface, label, start, end, new?, count, approx}]
     pairs: [{head, tail, count, approx}]    # co-occurrence within the window
-    sentences: [{text, start, end, risk, flagged, verdicts, entities, pairs}]
+    claims: [{head, relation, tail, kind, count, approx, head_span, tail_span, relation_span, ...}]
+                                            # triplet mode only: a triplet's count is its head/tail
+                                            # co-occurrence, a tuple's its head's frequency
+    sentences: [{text, start, end, risk, flagged, verdicts, entities, pairs, claims}]
     confidence: {mean_logprob, min_prob, max_entropy, seq_logprob, n_tokens}   # with a model only
     context: {entities: [{text, supported}], supported_share}                 # when the row had context
     ...the row's other fields, unchanged (a name that clashes with one above gets an ``input_`` prefix)
 
 Entity offsets (``start``/``end``) are character offsets in the question or
-the answer (sentence entities: in the answer).
+the answer (sentence entities: in the answer); so are claim spans (an
+answer-span claim's head span: in the question).
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ class AuditSpec:
             id or path); ``None``: data side only.
         combined: the fitted scorer of the ``combined`` verdict, or ``None``.
         window: co-occurrence window in tokens.
+        claims: the ``quco`` verdict checks each sentence's claims
+            (``"triplets"``: triplets and tuples) or every entity pair (``"pairs"``).
         cache: a sqlite file that keeps corpus counts across runs (shared by
             every process that builds from this spec).
     """
@@ -45,11 +47,12 @@ class AuditSpec:
     model: str | None = None
     combined: Any = None
     window: int = DEFAULT_WINDOW
+    claims: str = "triplets"
     cache: str | None = None
 
     def judge(self) -> Judge:
         """The policies of this audit (``quco``; ``flare`` with a model; ``combined`` with a scorer)."""
-        return default_judge(model=self.model is not None, combined=self.combined)
+        return default_judge(model=self.model is not None, combined=self.combined, claims=self.claims)
 
     def open_stats(self) -> CorpusStats:
         """The corpus backend behind an in-memory (and, with ``cache``, on-disk) count cache."""
@@ -77,7 +80,9 @@ class AuditSpec:
         extractor.nlp  # noqa: B018 - load the pipeline now, not inside the first batch
         stats = self.open_stats()
         try:
-            analyzer = Analyzer(MemoExtractor(extractor), stats, window=self.window)
+            memo = MemoExtractor(extractor)
+            claim_ex = memo.claim_extractor() if self.claims == "triplets" else None
+            analyzer = Analyzer(memo, stats, window=self.window, claim_extractor=claim_ex)
             return Auditor(analyzer, self.judge(), scorer=scorer), stats
         except BaseException:
             stats.close()
@@ -97,4 +102,5 @@ class AuditSpec:
             "model": self.model,
             "window": self.window,
             "policies": list(self.judge().names),
+            "claims": self.claims,
         }

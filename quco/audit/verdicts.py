@@ -1,7 +1,8 @@
 """The verdicts an audit reports: each policy applied to an answer's (or a sentence's) signals.
 
-- ``quco``: :class:`quco.risk.policies.QucoPolicy` (data side: unseen
-  head/tail pairs, rare question entities);
+- ``quco``: :class:`quco.risk.policies.QucoPolicy` (data side: claims whose
+  head and tail never co-occur or whose head is rare, or, with
+  ``claims="pairs"``, unseen head/tail pairs; rare question entities);
 - ``flare``: :class:`quco.risk.policies.FlarePolicy` (a token below
   probability 0.4), only when a model scored the answer;
 - ``combined``: the packaged fitted scorer (``quco.risk.load_default_scorer``)
@@ -109,9 +110,9 @@ def load_combined(*, model: bool) -> Any | None:
     return None
 
 
-def default_judge(*, model: bool, combined: Any | None = None) -> Judge:
-    """The audit's policies: ``quco``, plus ``flare`` with a model, plus ``combined`` when a scorer is given."""
-    pols: list[Policy] = [QucoPolicy()]
+def default_judge(*, model: bool, combined: Any | None = None, claims: str = "triplets") -> Judge:
+    """The audit's policies: ``quco`` (in ``claims`` mode), plus ``flare`` with a model, plus ``combined`` when a scorer is given."""
+    pols: list[Policy] = [QucoPolicy(claims=claims)]
     if model:
         pols.append(FlarePolicy())
     if combined is not None:

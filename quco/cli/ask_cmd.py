@@ -17,6 +17,7 @@ from typing import Any
 from quco._deps import require
 from quco.errors import BadInputError, QucoError
 from quco.guard.rules import POLICIES
+from quco.prompts import PROMPTS
 
 
 def register(sub: Any) -> None:
@@ -24,17 +25,22 @@ def register(sub: Any) -> None:
         "ask",
         help="answer a question with the hallucination guard",
         description="Answer a question; retrieve evidence when the policy finds the question or a "
-        "sentence risky (QuCo: rare entities, entity pairs that never co-occur in the corpus).",
+        "sentence risky (QuCo: rare question entities; a sentence's claims whose head and tail never "
+        "co-occur in the corpus, or whose head is rare).",
     )
     p.add_argument("question", help="the question (quote it)")
     p.add_argument("--policy", choices=POLICIES, default="quco", help="guard policy (default: quco)")
+    p.add_argument("--prompt", choices=PROMPTS, default="short",
+                   help="answer format: a short phrase, or step by step ending 'So the answer is X.' (default: short)")
+    p.add_argument("--claims", choices=("triplets", "pairs"), default="triplets",
+                   help="stage 2 checks each sentence's claims (triplets and tuples, default) or every entity pair")
     p.add_argument("--trace", action="store_true", help="show each sentence with risk, reasons and passages")
     p.add_argument("--json", action="store_true", help="print the trace as one JSON object")
     p.add_argument("--index", help="corpus index directory or server URL (default: the demo index)")
     p.add_argument("--retriever", help="retrieval collection directory (default: the demo collection)")
     p.add_argument("--model", help="generator model: packaged alias, HF id or path (default: SmolLM2-135M-Instruct)")
     p.add_argument("-k", type=int, default=3, help="passages per retrieval (default: 3)")
-    p.add_argument("--max-sentences", type=int, default=4, help="most sentences in the answer (default: 4)")
+    p.add_argument("--max-sentences", type=int, default=None, help="most sentences in the answer (default: 4; 6 with --prompt cot)")
     p.add_argument("--max-new-tokens", type=int, default=64, help="most tokens per sentence (default: 64)")
     p.add_argument(
         "--on-backend-error",
@@ -81,9 +87,11 @@ def run(args: argparse.Namespace) -> int:
         retriever=retriever,
         model=args.model,
         k=args.k,
-        max_sentences=args.max_sentences,
+        max_sentences=args.max_sentences or (6 if args.prompt == "cot" else 4),
         max_new_tokens=args.max_new_tokens,
         on_backend_error=args.on_backend_error,
+        prompt=args.prompt,
+        claims=args.claims,
     )
     result = guard.answer(args.question)
     if args.json:
@@ -109,7 +117,10 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
     rich_panel = require("rich.panel")
     con = console or rich_console.Console()
     con.print(f"[bold]Question:[/bold] {result.question}" + (" [dim](truncated)[/dim]" if result.truncated else ""))
-    con.print(f"[bold]Policy:[/bold] {result.policy}   [bold]Model:[/bold] {result.model}")
+    con.print(
+        f"[bold]Policy:[/bold] {result.policy}   [bold]Model:[/bold] {result.model}   "
+        f"[bold]Prompt:[/bold] {result.prompt}   [bold]Claims:[/bold] {result.claims}"
+    )
 
     s1 = result.stage1
     if s1.risk is not None:
@@ -122,17 +133,18 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
         con.print(rich_panel.Panel("\n".join(lines), title="stage 1 (question)"))
 
     table = rich_table.Table(title="sentences", show_lines=True)
-    for col in ("#", "sentence", "risk", "reasons", "retrieval"):
+    for col in ("#", "sentence", "claims", "risk", "reasons", "retrieval"):
         table.add_column(col, overflow="fold")
     for s in result.sentences:
         reasons = "\n".join(f"- {r.message}" for r in (s.risk.reasons if s.risk else ()))
+        claims = "\n".join(f"{c.claim.describe()} ({c.count.value}{'~' if c.count.approx else ''})" for c in s.claims) or "-"
         text = s.text if not s.rewritten else f"{s.text}\n[dim]draft: {s.draft}[/dim]"
         if s.retrieval is not None:
             docs = "\n".join(f"[{i}] {' '.join(d.text.split())[:passage_chars]}" for i, d in enumerate(s.retrieval.documents, 1))
             ret = f"query: {s.retrieval.query!r}\n{docs}"
         else:
             ret = "-"
-        table.add_row(str(s.index), text, _risk_text(s.risk), reasons, ret)
+        table.add_row(str(s.index), text, claims, _risk_text(s.risk), reasons, ret)
     con.print(table)
     for e in result.backend_errors:
         con.print(f"[yellow]backend error[/yellow] at {e.where} ({e.component}, fail-{e.action}): {e.error}")
@@ -143,3 +155,5 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
         f"retrieval {t.retrieval:.3f}s), stop: {result.stop_reason}[/dim]"
     )
     con.print(f"[bold]Answer:[/bold] {result.answer}")
+    if result.final_answer != result.answer:
+        con.print(f"[bold]Final answer:[/bold] {result.final_answer}")

@@ -95,6 +95,12 @@ def register(sub: Any) -> None:
         metavar="N",
         help="co-occurrence window in tokens (default 1000)",
     )
+    p.add_argument(
+        "--claims",
+        choices=("triplets", "pairs"),
+        default="triplets",
+        help="the quco verdict checks each sentence's claims (triplets and tuples, default) or every entity pair",
+    )
     p.add_argument("--cache", metavar="FILE", help="sqlite file that keeps corpus counts across runs")
     p.add_argument(
         "--top",
@@ -195,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         model=model_name,
         combined=combined,
         window=args.window,
+        claims=args.claims,
         cache=str(Path(args.cache).resolve()) if args.cache else None,
     )
     settings = spec.settings()

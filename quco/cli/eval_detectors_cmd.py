@@ -37,9 +37,13 @@ def register(evalsub: Any) -> None:
     p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
     p.add_argument("--model", default=None, help="language model alias, HF id or path (default SmolLM2-135M)")
     p.add_argument("--window", type=_window, default=1000, help="co-occurrence window in tokens, or 'doc'")
-    p.add_argument("--ablations", nargs="?", const="corpus,window,model", default="", metavar="LIST",
-                   help="also run ablations: corpus, window, model, comma-separated (alone: all three; "
-                   "the model ablation regenerates every answer with the second model)")
+    p.add_argument("--claims", choices=("triplets", "pairs"), default="triplets",
+                   help="the data side and the QuCo rule read each answer's claims (triplets and tuples; "
+                   "default) or every entity pair")
+    p.add_argument("--ablations", nargs="?", const="corpus,window,model,claims", default="", metavar="LIST",
+                   help="also run ablations: corpus, window, model, claims, comma-separated (alone: all four; "
+                   "the model ablation regenerates every answer with the second model; claims rates the "
+                   "QuCo rule and the fitted data side in triplet and pair mode on the same rows)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
@@ -50,10 +54,12 @@ def register(evalsub: Any) -> None:
 
 
 def _ablation_kinds(spec: str) -> tuple[str, ...]:
+    from quco.evaluation.run import ABLATION_KINDS
+
     kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
-    bad = [k for k in kinds if k not in ("corpus", "window", "model")]
+    bad = [k for k in kinds if k not in ABLATION_KINDS]
     if bad:
-        raise BadInputError(f"--ablations takes corpus, window, model; got {', '.join(bad)}")
+        raise BadInputError(f"--ablations takes {', '.join(ABLATION_KINDS)}; got {', '.join(bad)}")
     return kinds
 
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         index=index,
         model=args.model,
         window=args.window,
+        claims=args.claims,
         ablations=bool(args.ablations),
         ablation_kinds=_ablation_kinds(args.ablations),
         n_boot=args.n_boot,

@@ -6,14 +6,16 @@ a probability of hallucination:
 - fitted models (:class:`~quco.risk.combined.RiskScorer`, logistic over
   standardized features with missing indicators), each cross-validated with
   grouped by question (``StratifiedGroupKFold``) (:mod:`quco.evaluation.cv`):
-  ``data`` (all DATA_FEATURES), ``confidence`` (all CONFIDENCE_FEATURES),
+  ``data`` (the data side's features in the claims mode:
+  :func:`~quco.risk.features.data_features`; triplets: the claim features in
+  place of the entity-pair ones), ``confidence`` (all CONFIDENCE_FEATURES),
   ``combined`` (both), and one single-feature model per aggregate
   (``mean_logprob``, ``min_prob``, ...). A single feature's ranking metrics
   (ROC-AUC, PR-AUC, recall) rate the raw feature with its a-priori sign
   (:data:`SIGN`), its ECE/Brier the cross-validated one-feature model, whose
   own ROC-AUC is ``cv_roc_auc`` (with one weak feature and few negatives,
   cross-validated ROC-AUC is biased below 0.5, so the raw figure is the fair one);
-- rules: ``quco_rule`` (stage 1 or 2, :class:`~quco.risk.policies.QucoPolicy`),
+- rules: ``quco_rule`` (stage 1 or 2, :class:`~quco.risk.policies.QucoPolicy` in the claims mode),
   ``quco_stage1``, ``quco_stage2`` and ``flare`` (:class:`~quco.risk.policies.FlarePolicy`):
   ranking metrics from the rule's continuous score, ECE/Brier from its 0/1 decision;
 - ``shipped``: the default model shipped with quco (fitted on rows 0–1999),
@@ -40,23 +42,29 @@ from quco.evaluation.collect import EvalItem
 from quco.evaluation.cv import N_FOLDS, SplitHook, cross_val_proba, group_folds
 from quco.evaluation.metrics import evaluate_detector
 from quco.risk.combined import RiskScorer, fit_logistic
-from quco.risk.features import ALL_FEATURES, CONFIDENCE_FEATURES, DATA_FEATURES
+from quco.risk.features import ALL_FEATURES, CLAIM_FEATURES, CONFIDENCE_FEATURES, DATA_FEATURES, data_features
 from quco.risk.policies import FlarePolicy, QucoPolicy
 
-#: the three cross-validated models compared on equal terms
+#: the three cross-validated models compared on equal terms (entity-pair mode; see :func:`fitted_features`)
 FITTED: dict[str, tuple[str, ...]] = {
     "data": DATA_FEATURES,
     "confidence": CONFIDENCE_FEATURES,
     "combined": ALL_FEATURES,
 }
 #: single aggregates, each as its own cross-validated one-feature model
-SINGLES: tuple[str, ...] = ("mean_logprob", "min_prob", "max_entropy", "seq_logprob") + DATA_FEATURES
+SINGLES: tuple[str, ...] = ("mean_logprob", "min_prob", "max_entropy", "seq_logprob") + DATA_FEATURES + CLAIM_FEATURES
+
+
+def fitted_features(claims: str = "pairs") -> dict[str, tuple[str, ...]]:
+    """The features of ``data``, ``confidence`` and ``combined`` in a claims mode (``"pairs"``: :data:`FITTED`)."""
+    data = data_features(claims)
+    return {"data": data, "confidence": CONFIDENCE_FEATURES, "combined": data + CONFIDENCE_FEATURES}
 #: a-priori sign of each raw feature: +1 when a higher value means more risk
 SIGN: dict[str, float] = {
     "q_ent_freq_min": -1, "q_ent_freq_mean": -1, "a_ent_freq_min": -1, "a_ent_freq_mean": -1,
     "pair_cooc_min": -1, "pair_cooc_max": -1, "zero_cooc": 1, "n_pairs": 1, "n_entities": 1,
     "any_approx": 1, "mean_logprob": -1, "min_prob": -1, "max_entropy": 1, "seq_logprob": -1,
-    "length": 1,
+    "length": 1, "claim_cooc_min": -1, "zero_claim": 1, "n_claims": 1, "tuple_head_min": -1,
 }
 RULES = ("quco_rule", "quco_stage1", "quco_stage2", "flare")
 BASELINES = ("length", "random")
@@ -142,6 +150,7 @@ def score_detectors(
     singles: Sequence[str] = SINGLES,
     scorer_options: Mapping[str, Any] | None = None,
     fixed_models: Mapping[str, RiskScorer] | None = None,
+    claims: str = "pairs",
 ) -> DetectorRun:
     """Cross-validated (or rule) scores of every detector.
 
@@ -155,6 +164,8 @@ def score_detectors(
         scorer_options: extra options of the fitted :class:`RiskScorer` models.
         fixed_models: already-fitted scorers rated as they are (no refit), e.g.
             the shipped default model on rows it was not fitted on.
+        claims: the data side's claims mode (``"pairs"`` or ``"triplets"``):
+            the ``data``/``combined`` features and the QuCo rule's stage 2.
     """
     y = np.asarray([it.label for it in items], dtype=int)
     groups = [it.group for it in items]
@@ -173,9 +184,11 @@ def score_detectors(
         run.kinds[name] = kind
         run.features[name] = tuple(names)
 
-    for name, names in FITTED.items():
+    for name, names in fitted_features(claims).items():
         fitted(name, names, "fitted")
     for f in singles:
+        if not np.isfinite(_matrix(feats, (f,))).any():
+            continue  # never computed here (e.g. claim features without a claim extractor)
         fitted(f, (f,), "single")
         # ranking by the raw feature with its a-priori sign (no fitting, so no CV
         # artefact); the cross-validated one-feature model gives the probability
@@ -189,7 +202,7 @@ def score_detectors(
         run.kinds[name] = "shipped"
         run.features[name] = tuple(model.feature_names_)
 
-    quco = QucoPolicy()
+    quco = QucoPolicy(claims=claims)
     flare = FlarePolicy()
     u = np.asarray([quco.stage_scores(f) for f in feats], dtype=float).reshape(len(feats), 2)
     rule_scores = {
@@ -271,6 +284,7 @@ def evaluate_slices(
     n_splits: int = N_FOLDS,
     singles: Sequence[str] = SINGLES,
     fixed_models: Mapping[str, RiskScorer] | None = None,
+    claims: str = "pairs",
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DetectorRun]]:
     """Metrics per slice (each slice cross-validated on its own rows) and the runs behind them."""
     results: dict[str, dict[str, Any]] = {}
@@ -290,7 +304,7 @@ def evaluate_slices(
             entry["skipped"] = "fewer than two questions or only one label"
         else:
             run = score_detectors(sub, [feats[i] for i in idx], n_splits=n_splits, seed=seed, singles=singles,
-                                  fixed_models=fixed_models)
+                                  fixed_models=fixed_models, claims=claims)
             entry["detectors"] = metrics_of(run, n_boot=n_boot, seed=seed)
             runs[name] = run
         results[name] = entry

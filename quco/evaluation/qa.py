@@ -1,8 +1,9 @@
 """Guarded QA benchmark: HaluEval QA questions answered under each guard policy.
 
-For every row and policy the guard answers the question; the answer is scored
-against HaluEval's ``right_answer`` with SQuAD normalization
-(:mod:`quco.evaluation.labels`):
+For every row and policy the guard answers the question. Its **final answer**
+(:func:`quco.prompts.final_answer`: what follows the last "the answer is", else
+the last sentence) is scored against HaluEval's ``right_answer`` with SQuAD
+normalization (:mod:`quco.evaluation.labels`), whatever the prompt:
 
 - ``em``: exact match after normalization (**primary**, greater is better);
 - ``f1``: token F1 (greater is better);
@@ -11,10 +12,13 @@ against HaluEval's ``right_answer`` with SQuAD normalization
   ``llm_calls_per_question``, ``tokens_per_question``, ``seconds_per_question``,
   and ``overhead_share`` (the guard's own checks over generation time).
 
-Uncertainty: ``accuracy_ci`` and ``f1_ci`` are 95% bootstrap intervals over
-questions; ``differences`` gives, for every pair of policies, the accuracy and
-F1 difference with a paired bootstrap interval (the same resampled questions
-for both), so "A beats B" can be read off as an interval that excludes 0.
+Uncertainty: ``em_ci``, ``accuracy_ci`` and ``f1_ci`` are 95% bootstrap
+intervals over questions; ``differences`` gives, for every pair of policies,
+the EM, accuracy and F1 difference with a paired bootstrap interval (the same
+resampled questions for both), so "A beats B" can be read off as an interval
+that excludes 0; ``headline`` repeats ``quco - single`` and ``quco - flare``
+(the comparisons the paper makes) and ``seconds_ratio_to_none`` each policy's
+seconds per question over the ``none`` policy's.
 
 Per-row results are appended to ``qa_rows.jsonl`` as they are made, so an
 interrupted run resumes where it stopped. ``qa.json`` and ``qa.md`` summarize the
@@ -36,6 +40,7 @@ import numpy as np
 from quco.datasets import QARow
 from quco.errors import BadInputError
 from quco.evaluation.labels import is_correct, normalize_answer, token_f1
+from quco.prompts import final_answer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,7 @@ class QARecord:
     question: str
     gold: str
     answer: str
+    final_answer: str
     em: float
     f1: float
     accuracy: float
@@ -81,14 +87,15 @@ class QARecord:
 
 
 def score_result(row: QARow, policy: str, result: Any) -> QARecord:
-    """A :class:`QARecord` from a guard result (``quco.guard.GuardResult``)."""
-    ans = result.answer
+    """A :class:`QARecord` from a guard result (``quco.guard.GuardResult``), scored on its final answer."""
+    ans = final_answer(result.answer)
     return QARecord(
         row=row.row,
         policy=policy,
         question=row.question,
         gold=row.right_answer,
-        answer=ans,
+        answer=result.answer,
+        final_answer=ans,
         em=exact_match(ans, row.right_answer),
         f1=float(token_f1(ans, row.right_answer)),
         accuracy=float(is_correct(ans, row.right_answer)),
@@ -159,41 +166,61 @@ def summarize(records: Iterable[Mapping[str, Any]], policies: Sequence[str]) -> 
     if n == 0:
         return out
     idx = np.random.default_rng(0).integers(0, n, (N_BOOT, n))
-    vals = {
-        (p, m): np.array([float(by[p][i][m]) for i in rows]) for p in policies for m in ("accuracy", "f1")
-    }
+    vals = {(p, m): np.array([float(by[p][i][m]) for i in rows]) for p in policies for m in METRICS}
     boots = {k: v[idx].mean(axis=1) for k, v in vals.items()}
     for p in policies:
-        out["policies"][p]["accuracy_ci"] = _interval(boots[p, "accuracy"])
-        out["policies"][p]["f1_ci"] = _interval(boots[p, "f1"])
-    diffs: dict[str, Any] = {}
-    for i, a in enumerate(policies):
-        for b in policies[i + 1 :]:
-            d: dict[str, Any] = {}
-            for m in ("accuracy", "f1"):
-                d[m] = round(float(vals[a, m].mean() - vals[b, m].mean()), 6)
-                d[f"{m}_ci"] = _interval(boots[a, m] - boots[b, m])
-            diffs[f"{a} - {b}"] = d
-    out["differences"] = diffs
+        for m in METRICS:
+            out["policies"][p][f"{m}_ci"] = _interval(boots[p, m])
+
+    def diff(a: str, b: str) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for m in METRICS:
+            d[m] = round(float(vals[a, m].mean() - vals[b, m].mean()), 6)
+            d[f"{m}_ci"] = _interval(boots[a, m] - boots[b, m])
+        return d
+
+    out["differences"] = {f"{a} - {b}": diff(a, b) for i, a in enumerate(policies) for b in policies[i + 1 :]}
+    out["headline"] = {f"quco - {b}": diff("quco", b) for b in ("single", "flare") if "quco" in policies and b in policies}
+    none_s = out["policies"].get("none", {}).get("seconds_per_question")
+    if none_s:
+        out["seconds_ratio_to_none"] = {
+            p: round(m["seconds_per_question"] / none_s, 3) for p, m in out["policies"].items()
+        }
     return out
 
 
+def _with_ci(m: Mapping[str, Any], key: str) -> str:
+    ci = m.get(f"{key}_ci")
+    return f"{m[key]:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
 def markdown_table(summary: Mapping[str, Any], *, command: str = "") -> str:
-    """The summary as a markdown table (one row per policy)."""
-    head = "| policy | EM | F1 | accuracy [95% CI] | retrievals/q | LLM calls/q | tokens/q | s/q |"
-    lines = [head, "|" + "---|" * 8]
+    """The summary as markdown: one row per policy, then quco's paired differences with single and flare."""
+    head = "| policy | EM [95% CI] | F1 [95% CI] | accuracy [95% CI] | retrievals/q | LLM calls/q | tokens/q | s/q | s/q ÷ none |"
+    lines = [head, "|" + "---|" * 9]
+    ratio = summary.get("seconds_ratio_to_none") or {}
     for p, m in summary["policies"].items():
-        ci = m.get("accuracy_ci")
-        acc = f"{m['accuracy']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        r = ratio.get(p)
         lines.append(
-            f"| {p} | {m['em']:.3f} | {m['f1']:.3f} | {acc} | {m['retrievals_per_question']:.2f} | "
-            f"{m['llm_calls_per_question']:.2f} | {m['tokens_per_question']:.1f} | {m['seconds_per_question']:.2f} |"
+            f"| {p} | {_with_ci(m, 'em')} | {_with_ci(m, 'f1')} | {_with_ci(m, 'accuracy')} | "
+            f"{m['retrievals_per_question']:.2f} | {m['llm_calls_per_question']:.2f} | {m['tokens_per_question']:.1f} | "
+            f"{m['seconds_per_question']:.2f} | {'–' if r is None else f'{r:.2f}'} |"
         )
     rows = summary.get("rows") or []
+    cfg = summary.get("config") or {}
+    what = ", ".join(f"{k} {cfg[k]}" for k in ("model", "prompt", "claims") if cfg.get(k))
     note = f"\n{summary['n']} HaluEval QA questions" + (f" (rows {rows[0]}-{rows[1]})" if rows else "")
+    note += f"; {what}" if what else ""
+    note += "; EM/F1/accuracy on the final answer (after \"the answer is\", else the last sentence)"
     if command:
-        note += f", made with `{command}`"
-    return "\n".join(lines) + "\n" + note + ".\n"
+        note += f"; made with `{command}`"
+    out = "\n".join(lines) + "\n" + note + ".\n"
+    head2 = summary.get("headline") or {}
+    if head2:
+        out += "\n| paired difference | EM [95% CI] | F1 [95% CI] | accuracy [95% CI] |\n|---|---|---|---|\n"
+        for k, d in head2.items():
+            out += f"| {k} | " + " | ".join(f"{d[m]:+.3f} [{d[m + '_ci'][0]:+.3f}, {d[m + '_ci'][1]:+.3f}]" for m in METRICS) + " |\n"
+    return out
 
 
 def _check_config(out: Path, config: Mapping[str, Any], fresh: bool) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 ORDER = ("combined", "data", "confidence", "shipped", "quco_rule", "quco_stage1", "quco_stage2", "flare", "length", "random")
+#: detectors shown per ablation kind (claims: the detectors the claims mode changes)
+ABLATION_COLUMNS = {"claims": ("data", "combined", "quco_rule", "quco_stage2")}
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -38,8 +40,8 @@ def detector_table(detectors: Mapping[str, Mapping[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
-def _ablation_table(title: str, variants: Mapping[str, Any]) -> str:
-    names = ("combined", "data", "confidence", "quco_rule", "length")
+def _ablation_table(title: str, variants: Mapping[str, Any], names: tuple[str, ...] = ()) -> str:
+    names = names or ("combined", "data", "confidence", "quco_rule", "length")
     out = [f"### {title}\n", "| variant | n | accuracy | " + " | ".join(names) + " |",
            "| --- | --- | --- | " + " | ".join("---" for _ in names) + " |"]
     for v, r in variants.items():
@@ -57,7 +59,8 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
     st = doc.get("settings", {})
     parts = [
         f"# Detector evaluation — protocol `{doc['protocol']}`\n",
-        f"Rows {doc.get('rows')}, model `{st.get('model')}`, index `{st.get('index')}`, window {st.get('window')}. "
+        f"Rows {doc.get('rows')}, model `{st.get('model')}`, index `{st.get('index')}`, window {st.get('window')}, "
+        f"claims `{st.get('claims', 'pairs')}`. "
         f"Higher score = riskier; label 1 = hallucinated. Headline: ROC-AUC of the `{doc.get('headline_slice')}` "
         f"slice (n = {doc['n']}, accuracy {_f(doc.get('accuracy'))}). Fitted detectors: {st.get('cv')}; "
         f"95% bootstrap intervals ({st.get('n_boot')} resamples). ECE: 10 equal-width bins. "
@@ -80,9 +83,10 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
     ab = doc.get("ablations")
     if ab:
         parts.append("## Ablations (headline slice; ROC-AUC [95% CI])\n")
-        titles = {"corpus": "Corpus coverage", "window": "Co-occurrence window", "model": "Model"}
+        titles = {"corpus": "Corpus coverage", "window": "Co-occurrence window", "model": "Model",
+                  "claims": "Claims: triplets and tuples vs entity pairs (same rows, same features)"}
         for k, v in ab.items():
-            parts.append(_ablation_table(titles.get(k, k), v))
+            parts.append(_ablation_table(titles.get(k, k), v, ABLATION_COLUMNS.get(k, ())))
     t = doc.get("timing")
     if t:
         parts.append("Timing (s): " + ", ".join(f"{k} {v}" for k, v in t.items()) + "\n")

@@ -39,14 +39,16 @@ from quco.evaluation.detectors import (
 )
 from quco.evaluation.labels import F1_THRESHOLD
 from quco.prompts import qa_prompt
-from quco.protocols import Extractor, Generator, Scorer
+from quco.protocols import ClaimExtractor, Extractor, Generator, Scorer
 
 log = logging.getLogger(__name__)
 
 #: co-occurrence settings compared by the window ablation: (label, window, mode)
 WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000", 1000, "window"), ("100", 100, "window"))
 #: detectors shown in ablation tables
-ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "length")
+ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
+#: ablation kinds of ``--ablations``
+ABLATION_KINDS = ("corpus", "window", "model", "claims")
 
 
 def prompt_for(model: str | None) -> PromptFn:
@@ -76,6 +78,7 @@ class Components:
     make_stats: Callable[[str], CorpusStats] | None = None
     make_generator: Callable[[str | None], Generator] | None = None
     make_scorer: Callable[[str | None], Scorer] | None = None
+    make_claim_extractor: Callable[[Extractor], ClaimExtractor] | None = None
     load_rows: Callable[[range], list[QARow]] = load_halueval_qa
     _cache: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +91,18 @@ class Components:
 
                 self._cache["extractor"] = EntityExtractor()
         return self._cache["extractor"]  # type: ignore[no-any-return]
+
+    def claim_extractor(self) -> ClaimExtractor:
+        """The claim extractor (default: the entity extractor's own, sharing its spaCy pipeline)."""
+        if "claims" not in self._cache:
+            ex = self.extractor()
+            if self.make_claim_extractor is not None:
+                self._cache["claims"] = self.make_claim_extractor(ex)
+            else:
+                from quco.guard.checks import default_claim_extractor
+
+                self._cache["claims"] = default_claim_extractor(ex)
+        return self._cache["claims"]  # type: ignore[no-any-return]
 
     def stats(self, index: str) -> CorpusStats:
         key = f"stats:{index}"
@@ -146,7 +161,10 @@ class DetectorEvalConfig:
         model: language model (packaged alias, HF id or path); None = default.
         window: co-occurrence window in tokens, or None for document mode.
         ablations: also run ablations.
-        ablation_kinds: which: "corpus", "window", "model".
+        ablation_kinds: which: "corpus", "window", "model", "claims".
+        claims: the data side's claims mode for the headline (``"triplets"``:
+            each sentence's claims, the paper; ``"pairs"``: every entity pair).
+            Both are computed on every run; the ``claims`` ablation rates both.
         noknowledge_index: index without the HaluEval passages (corpus ablation).
         second_model: the model compared in the model ablation.
         n_boot: bootstrap resamples for the intervals.
@@ -164,7 +182,8 @@ class DetectorEvalConfig:
     model: str | None = None
     window: int | None = 1000
     ablations: bool = False
-    ablation_kinds: tuple[str, ...] = ("corpus", "window", "model")
+    ablation_kinds: tuple[str, ...] = ("corpus", "window", "model", "claims")
+    claims: str = "triplets"
     noknowledge_index: str | None = None
     second_model: str | None = None
     n_boot: int = 1000
@@ -201,14 +220,15 @@ def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> lis
 
 def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalItem], index: str,
               window: int | None, mode: str) -> list[dict[str, float]]:
-    analyzer = Analyzer(comp.extractor(), comp.stats(index), window=window, mode=mode, per_sentence=False)  # type: ignore[arg-type]
+    analyzer = Analyzer(comp.extractor(), comp.stats(index), window=window, mode=mode, per_sentence=False,  # type: ignore[arg-type]
+                        claim_extractor=comp.claim_extractor())
     return analyze_items(items, analyzer, progress=cfg.progress)
 
 
 def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
-              n_boot: int) -> dict[str, Any]:
+              n_boot: int, claims: str | None = None) -> dict[str, Any]:
     slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
-                                n_splits=cfg.folds, singles=())
+                                n_splits=cfg.folds, singles=(), claims=claims or cfg.claims)
     first = next(iter(slices.values()))
     return {
         "n": first["n"],
@@ -269,7 +289,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     t2 = time.perf_counter()
     proto = _protocol_name(cfg)
     slices, runs = evaluate_slices(items, feats, proto, n_boot=cfg.n_boot, seed=cfg.seed, n_splits=cfg.folds,
-                                   singles=SINGLES, fixed_models=shipped_model(cfg))
+                                   singles=SINGLES, fixed_models=shipped_model(cfg), claims=cfg.claims)
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
@@ -293,6 +313,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
             "index": cfg.index,
             "index_manifest_sha256": manifest_sha256(cfg.index),
             "window": cfg.window if cfg.window is not None else "doc",
+            "claims": cfg.claims,
             "folds": cfg.folds,
             "cv": "StratifiedGroupKFold by question (shuffled, seeded), each slice cross-validated on its own rows",
             "n_boot": cfg.n_boot,
@@ -348,10 +369,12 @@ def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str
 
 def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
                   feats: list[dict[str, float]]) -> dict[str, Any]:
-    """Corpus coverage, co-occurrence window and model ablations (headline slice, smaller bootstrap)."""
+    """Corpus coverage, co-occurrence window, model and claims ablations (headline slice, smaller bootstrap)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
     kinds = cfg.ablation_kinds
+    if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
+        out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
     # corpus coverage
     corpus: dict[str, Any] = {"with_knowledge": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
     nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None

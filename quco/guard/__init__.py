@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from quco.guard.checks import Checker, Verdict, retrieve_unique
+from quco.guard.checks import Checker, Verdict, retrieve_union, retrieve_unique
 from quco.guard.core import MAX_QUESTION_CHARS, Guard
 from quco.guard.factory import build_guard
 from quco.guard.rules import POLICIES
@@ -28,5 +28,6 @@ __all__ = [
     "Timings",
     "Verdict",
     "build_guard",
+    "retrieve_union",
     "retrieve_unique",
 ]

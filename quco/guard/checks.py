@@ -1,9 +1,11 @@
 """The guard's checks: evidence gathering and a verdict, per policy.
 
 :class:`Checker` is shared by :class:`~quco.guard.core.Guard` and the LangChain
-runnable. It extracts entities, queries the corpus (batched: one
-``count_many`` and one ``cooccur_many`` per check), applies the policy's rule
-and builds the retrieval query. Corpus failures follow ``on_backend_error``:
+runnable. It extracts entities (and, in triplet mode, the sentence's claims),
+queries the corpus (batched: one ``count_many`` and one ``cooccur_many`` per
+check), applies the policy's rule and builds the retrieval queries: in
+triplet mode one ``head ⊕ relation`` query per flagged claim (never the
+tail), in entity-pair mode the failing pair and the sentence. Corpus failures follow ``on_backend_error``:
 
 - ``"raise"``: the error propagates;
 - ``"open"``: the check is skipped (not flagged, no retrieval forced);
@@ -24,6 +26,7 @@ from quco.corpus.base import CorpusStats
 from quco.errors import BadInputError, QucoError
 from quco.guard.rules import (
     POLICIES,
+    claim_queries,
     combined_rule,
     flare_query,
     flare_rule,
@@ -32,9 +35,10 @@ from quco.guard.rules import (
     quco_stage2,
 )
 from quco.guard.trace import Clock
-from quco.protocols import Extractor, Retriever
-from quco.risk.features import EntityCount, PairCount, Signals
-from quco.types import Confidence, Count, Document, Entity, Reason, Risk
+from quco.protocols import ClaimExtractor, Extractor, Retriever
+from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals
+from quco.risk.policies import CLAIM_MODES, TUPLE_THRESHOLD
+from quco.types import Claim, Confidence, Count, Document, Entity, Reason, Risk
 
 OnBackendError = Literal["open", "closed", "raise"]
 
@@ -48,8 +52,12 @@ class Verdict:
     Attributes:
         risk: the verdict (``None`` when the policy does not check here).
         entities: checked entities with their counts.
-        pairs: checked pairs with their co-occurrence counts.
-        query: the retrieval query when the check fired, else ``None``.
+        pairs: checked pairs with their co-occurrence counts (entity-pair mode).
+        query: the retrieval query when the check fired, else ``None`` (in
+            triplet mode the queries joined with " | ", for display).
+        claims: checked claims with their counts (triplet mode).
+        queries: the retrieval queries (one per flagged claim in triplet mode;
+            ``(query,)`` otherwise); empty when the check did not fire.
         errors: backend failures met during the check (messages).
         action: what was done about them: ``"open"``, ``"closed"`` or ``""``.
     """
@@ -60,6 +68,12 @@ class Verdict:
     query: str | None = None
     errors: tuple[str, ...] = ()
     action: str = ""
+    claims: tuple[ClaimCount, ...] = ()
+    queries: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.query is not None and not self.queries:
+            object.__setattr__(self, "queries", (self.query,))
 
     @property
     def fired(self) -> bool:
@@ -84,6 +98,14 @@ class Checker:
         risk_threshold: ``combined``'s probability threshold.
         on_backend_error: ``"open"``, ``"closed"`` or ``"raise"``.
         clock: where time is accounted (extraction / corpus / scoring).
+        claims: stage 2 reads ``"triplets"`` (the sentence's claims, the
+            paper) or ``"pairs"`` (every entity pair, quco before claims).
+        claim_extractor: the claim extractor (triplet mode); default: the
+            entity extractor's own (``extractor.claim_extractor()``, the
+            spaCy :class:`~quco.nlp.claims.ClaimParser` sharing its pipeline).
+        tuple_threshold: a (head, relation) tuple whose head occurs fewer
+            times is risky (paper: 20).
+        max_queries: most retrieval queries per flagged sentence (triplet mode).
     """
 
     def __init__(
@@ -99,6 +121,10 @@ class Checker:
         risk_threshold: float = 0.5,
         on_backend_error: OnBackendError = "open",
         clock: Clock | None = None,
+        claims: str = "triplets",
+        claim_extractor: ClaimExtractor | None = None,
+        tuple_threshold: float = TUPLE_THRESHOLD,
+        max_queries: int = 3,
     ) -> None:
         if policy not in POLICIES:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -111,6 +137,16 @@ class Checker:
                 raise QucoError(f"policy {policy!r} needs corpus statistics (an index or a server URL)")
         if policy == "combined" and risk_model is None:
             raise QucoError("policy 'combined' needs a fitted risk model (risk_model=...)")
+        if claims not in CLAIM_MODES:
+            raise BadInputError(f"claims must be 'triplets' or 'pairs', not {claims!r}")
+        if max_queries < 1:
+            raise BadInputError(f"max_queries must be at least 1, got {max_queries}")
+        if claims == "triplets" and policy in ("quco", "combined") and claim_extractor is None:
+            claim_extractor = default_claim_extractor(extractor)
+        self.claims = claims
+        self.claim_extractor = claim_extractor
+        self.tuple_threshold = tuple_threshold
+        self.max_queries = max_queries
         self.policy = policy
         self.extractor = extractor
         self.stats = stats
@@ -158,6 +194,32 @@ class Checker:
         stats = self.stats
         coocs = dict(zip(keys, self._corpus(lambda: stats.cooccur_many(keys, window=self.window), errors), strict=True))
         return tuple(PairCount(p, coocs[(p.head.text, p.tail.text)]) for p in pairs)
+
+    def _claims(self, question: str, sentence: str, errors: list[str]) -> tuple[ClaimCount, ...]:
+        """The sentence's claims with their counts: head/tail co-occurrence (triplets), head frequency (tuples)."""
+        if self.claim_extractor is None or self.stats is None:
+            return ()
+        with self.clock.time("extraction"):
+            found = self.claim_extractor.claims_many([sentence], [question])[0]
+        claims: list[Claim] = []
+        seen: set[tuple[str, str, str | None]] = set()
+        for c in found:  # a repeated claim is checked once
+            key = (c.head.text, c.relation, c.tail.text if c.tail else None)
+            if key not in seen:
+                seen.add(key)
+                claims.append(c)
+        if not claims:
+            return ()
+        heads = list(dict.fromkeys(c.head.text for c in claims if c.tail is None))
+        keys = list(dict.fromkeys((c.head.text, c.tail.text) for c in claims if c.tail is not None))
+        stats = self.stats
+        counts = dict(zip(heads, self._corpus(lambda: stats.count_many(heads), errors), strict=True)) if heads else {}
+        coocs = (
+            dict(zip(keys, self._corpus(lambda: stats.cooccur_many(keys, window=self.window), errors), strict=True))
+            if keys
+            else {}
+        )
+        return tuple(ClaimCount(c, claim_count(c, counts, coocs)) for c in claims)
 
     def _failed(self, errors: list[str], query: str) -> Verdict:
         msg = "; ".join(errors)
@@ -224,14 +286,24 @@ class Checker:
         with self.clock.time("extraction"):
             ents = self.extractor.entities(sentence)
         errors: list[str] = []
+        triplets = self.claims == "triplets"
+        claims: tuple[ClaimCount, ...] = ()
+        pairs: tuple[PairCount, ...] = ()
         try:
             counts = self._counts(ents, errors)
-            pairs = self._pairs(ents, q_ents, errors)
+            if triplets:
+                claims = self._claims(question, sentence, errors)
+            if not triplets or self.policy == "combined":  # a fitted model may use the pair features
+                pairs = self._pairs(ents, q_ents, errors)
         except _BackendFailure:
-            return self._failed(errors, " ".join([*(e.text for e in ents), sentence.strip()]))
+            # fail-closed query: triplet mode never queries the sentence (it holds the suspect tails)
+            fallback = question if triplets else " ".join([*(e.text for e in ents), sentence.strip()])
+            return self._failed(errors, fallback)
         with self.clock.time("scoring"):
             if self.policy == "quco":
-                risk = quco_stage2(pairs, self.window, counts)
+                risk = quco_stage2(
+                    pairs, self.window, counts, claims=claims if triplets else None, tuple_threshold=self.tuple_threshold
+                )
             else:
                 new = {e.key for e in self.extractor.new_entities(ents, q_ents)}
                 signals = Signals(
@@ -241,12 +313,61 @@ class Checker:
                     pairs=pairs,
                     confidence=confidence,
                     window=self.window,
+                    claims=claims if triplets else None,
                 )
                 risk = combined_rule(self.risk_model, signals, self.risk_threshold)
             query = None
+            queries: tuple[str, ...] = ()
             if risk.flagged:
-                query = pair_query(pairs, sentence) if pairs else flare_query(sentence, confidence, self.theta, question)
-        return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors))
+                if triplets and claims:
+                    queries = tuple(claim_queries(claims, risk, max_queries=self.max_queries))
+                    query = " | ".join(queries)
+                elif pairs and not triplets:
+                    query = pair_query(pairs, sentence)
+                else:  # nothing to anchor a query on: FLARE's masked draft
+                    query = flare_query(sentence, confidence, self.theta, question)
+        return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors), claims, queries)
+
+
+def claim_count(claim: Claim, counts: dict[str, Count], coocs: dict[tuple[str, str], Count]) -> Count:
+    """The count stage 2 checks a claim by: its head/tail co-occurrence (triplet) or its head's frequency (tuple)."""
+    if claim.tail is None:
+        return counts[claim.head.text]
+    return coocs[(claim.head.text, claim.tail.text)]
+
+
+def default_claim_extractor(extractor: Extractor | None) -> ClaimExtractor:
+    """The entity extractor's own claim extractor (``extractor.claim_extractor()``).
+
+    Raises:
+        QucoError: the extractor offers none (pass ``claim_extractor=`` or use ``claims="pairs"``).
+    """
+    make = getattr(extractor, "claim_extractor", None)
+    if not callable(make):
+        raise QucoError(
+            f"claims='triplets' needs a claim extractor: {type(extractor).__name__} has no claim_extractor(); "
+            "pass claim_extractor=... (quco.nlp.claims.ClaimParser) or use claims='pairs'"
+        )
+    return make()  # type: ignore[no-any-return]
+
+
+def retrieve_union(retriever: Retriever, queries: Sequence[str], k: int) -> list[Document]:
+    """The union of the top ``k`` documents of each query, deduplicated (same id or same text), in query order.
+
+    One query gives :func:`retrieve_unique`'s result.
+    """
+    seen_ids: set[str] = set()
+    seen_texts: set[str] = set()
+    out: list[Document] = []
+    for q in dict.fromkeys(queries):
+        for d in retrieve_unique(retriever, q, k):
+            norm = " ".join(d.text.split()).casefold()
+            if d.id in seen_ids or norm in seen_texts:
+                continue
+            seen_ids.add(d.id)
+            seen_texts.add(norm)
+            out.append(d)
+    return out
 
 
 def retrieve_unique(retriever: Retriever, query: str, k: int) -> list[Document]:

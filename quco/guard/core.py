@@ -2,20 +2,27 @@
 
 Loop (all policies):
 
-1. Stage 1 on the question (``quco``: mean entity frequency below
+1. Stage 1 on the question (``quco``: mean named-entity frequency below
    ``entity_threshold``; ``combined``: the risk model on question features;
    ``single``: always). When it fires, the question is the retrieval query and
-   generation starts from :func:`~quco.prompts.qa_prompt` with the evidence.
+   generation starts from the prompt (``prompt="short"``:
+   :func:`~quco.prompts.qa_prompt`; ``"cot"``: :func:`~quco.prompts.cot_prompt`)
+   with the evidence.
 2. The generator writes the next sentence (``sentence=True``, ``prefix`` = the
    answer so far) with its own token confidences.
-3. Stage 2 on that draft (``quco``: a head/tail pair with zero co-occurrence;
-   ``flare``: a token below ``theta``; ``combined``: the risk model). When it
-   fires: retrieve top-``k`` (deduplicated), regenerate the sentence from
-   ``qa_prompt(question, evidence)`` with the same prefix, keep its first
-   sentence. Later sentences are generated with the latest evidence.
-4. Stop at the end of the answer (end of sequence, or the short-answer format's
-   newline), at ``token_budget`` generated tokens, after ``max_sentences``, or
-   when no progress is made (an empty or repeated sentence).
+3. Stage 2 on that draft (``quco``: a triplet whose head and tail never
+   co-occur, or a tuple whose head is rare; with ``claims="pairs"`` a
+   head/tail pair with zero co-occurrence; ``flare``: a token below
+   ``theta``; ``combined``: the risk model). When it fires: retrieve top-``k``
+   per query (triplet mode: one ``head ⊕ relation`` query per flagged claim,
+   never the tail; the union, deduplicated), regenerate the sentence from the
+   prompt with that evidence and the same prefix, keep its first sentence.
+   Generation continues from the accepted text; later sentences are
+   generated with the latest evidence.
+4. Stop at the end of the answer (end of sequence, the short-answer format's
+   newline, or a "So the answer is ..." conclusion), at ``token_budget``
+   generated tokens, after ``max_sentences``, or when no progress is made (an
+   empty or repeated sentence).
 
 Questions longer than :data:`MAX_QUESTION_CHARS` are truncated at a word
 boundary (``GuardResult.truncated`` says so); evidence passages are cut to
@@ -34,12 +41,13 @@ from typing import Any
 from quco.analyze import slice_confidence
 from quco.corpus.base import CorpusStats
 from quco.errors import BadInputError, QucoError
-from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique
+from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_union
 from quco.guard.rules import POLICIES
 from quco.guard.trace import BackendError, Clock, GuardResult, Retrieval, SentenceRecord, Stage1Record
 from quco.nlp.sentences import sentence_spans
-from quco.prompts import qa_prompt
-from quco.protocols import Extractor, Generator, Retriever, Scorer
+from quco.prompts import ANSWER_IS, PROMPTS, make_prompt
+from quco.protocols import ClaimExtractor, Extractor, Generator, Retriever, Scorer
+from quco.risk.policies import TUPLE_THRESHOLD
 from quco.types import Confidence, Document, Generation
 
 log = logging.getLogger(__name__)
@@ -116,7 +124,16 @@ class Guard:
         on_backend_error: corpus failures: ``"open"`` (skip the check),
             ``"closed"`` (treat as risky and retrieve) or ``"raise"``.
         max_evidence_chars: each evidence passage is cut to this length in prompts.
-        few_shot: use the few-shot short-answer prompt.
+        few_shot: include the prompt's hand-written examples.
+        prompt: ``"short"`` (a short phrase) or ``"cot"`` (one fact per
+            sentence, ending "So the answer is X.").
+        claims: stage 2 reads ``"triplets"`` (the sentence's claims, the
+            paper) or ``"pairs"`` (every entity pair).
+        claim_extractor: the claim extractor (triplet mode); default: the
+            entity extractor's own (spaCy rules, :class:`~quco.nlp.claims.ClaimParser`).
+        tuple_threshold: stage 2 flags a (head, relation) tuple whose head
+            occurs fewer times (paper: 20).
+        max_queries: most stage-2 queries per flagged sentence (triplet mode).
 
     Raises:
         BadInputError: unknown policy or option value.
@@ -144,9 +161,16 @@ class Guard:
         on_backend_error: OnBackendError = "open",
         max_evidence_chars: int = 1000,
         few_shot: bool = True,
+        prompt: str = "short",
+        claims: str = "triplets",
+        claim_extractor: ClaimExtractor | None = None,
+        tuple_threshold: float = TUPLE_THRESHOLD,
+        max_queries: int = 3,
     ) -> None:
         if policy not in POLICIES:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        if prompt not in PROMPTS:
+            raise BadInputError(f"unknown prompt {prompt!r}: choose one of {', '.join(PROMPTS)}")
         if policy != "none" and retriever is None:
             raise QucoError(f"policy {policy!r} needs a retriever (build one with `quco retrieval build`)")
         for name, v in (("k", k), ("max_sentences", max_sentences), ("max_new_tokens", max_new_tokens), ("token_budget", token_budget)):
@@ -164,7 +188,28 @@ class Guard:
         self.token_budget = token_budget
         self.max_evidence_chars = max_evidence_chars
         self.few_shot = few_shot
+        self.prompt = prompt
+        self.claims = claims
         self.on_backend_error: OnBackendError = on_backend_error
+        self.extractor = extractor
+        self.stats = stats
+        # validates the policy's needs once, and resolves the default claim extractor
+        probe = Checker(
+            policy,
+            extractor,
+            stats,
+            risk_model=risk_model,
+            entity_threshold=entity_threshold,
+            window=window,
+            theta=theta,
+            risk_threshold=risk_threshold,
+            on_backend_error=on_backend_error,
+            claims=claims,
+            claim_extractor=claim_extractor,
+            tuple_threshold=tuple_threshold,
+            max_queries=max_queries,
+        )
+        self.claim_extractor = probe.claim_extractor
         self._checker_args = dict(
             risk_model=risk_model,
             entity_threshold=entity_threshold,
@@ -172,11 +217,11 @@ class Guard:
             theta=theta,
             risk_threshold=risk_threshold,
             on_backend_error=on_backend_error,
+            claims=claims,
+            claim_extractor=probe.claim_extractor,
+            tuple_threshold=tuple_threshold,
+            max_queries=max_queries,
         )
-        self.extractor = extractor
-        self.stats = stats
-        # validates the policy's needs once
-        Checker(policy, extractor, stats, **self._checker_args)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------
 
@@ -206,7 +251,7 @@ class Guard:
 
     def _prompt(self, question: str, evidence: Sequence[Document]) -> str:
         texts = [d.text[: self.max_evidence_chars] for d in evidence]
-        return qa_prompt(question, texts, few_shot=self.few_shot)
+        return make_prompt(self.prompt, question, texts, few_shot=self.few_shot)
 
 
 def _default_risk_model() -> Any:
@@ -228,21 +273,23 @@ class _Run:
         self.tokens = 0
         self.errors: list[BackendError] = []
 
-    def _retrieve(self, query: str, where: str) -> Retrieval:
+    def _retrieve(self, query: str, where: str, queries: Sequence[str] = ()) -> Retrieval:
+        """One retrieval: the union of each query's top k (``queries``, else ``query`` alone)."""
         self.retrievals += 1
+        qs = tuple(queries) or (query,)
         retriever = self.g.retriever
         if retriever is None:  # pragma: no cover - checked in Guard.__init__
-            return Retrieval(query, (), "no retriever")
+            return Retrieval(query, (), "no retriever", qs)
         with self.clock.time("retrieval"):
             try:
-                docs = retrieve_unique(retriever, query, self.g.k)
+                docs = retrieve_union(retriever, qs, self.g.k)
             except (QucoError, OSError) as exc:
                 if self.g.on_backend_error == "raise":
                     raise
                 msg = f"{type(exc).__name__}: {exc}"
                 self.errors.append(BackendError(where, "retriever", msg, "none"))
-                return Retrieval(query, (), msg)
-        return Retrieval(query, tuple(docs))
+                return Retrieval(query, (), msg, qs)
+        return Retrieval(query, tuple(docs), None, qs)
 
     def _note(self, v: Verdict, where: str) -> None:
         for e in v.errors:
@@ -303,7 +350,7 @@ class _Run:
             self._note(v2, where)
             kept, retrieval, rewritten = draft, None, False
             if v2.fired and v2.query is not None:
-                retrieval = self._retrieve(v2.query, where)
+                retrieval = self._retrieve(v2.query, where, v2.queries)
                 left = g.token_budget - self.tokens
                 if retrieval.documents and left > 0:
                     evidence = retrieval.documents
@@ -325,9 +372,10 @@ class _Run:
                     rewritten=rewritten,
                     finish_reason=kept.finish_reason,
                     timings=self.clock.since(before),
+                    claims=v2.claims,
                 )
             )
-            if kept.ended:
+            if kept.ended or (g.prompt == "cot" and ANSWER_IS.search(kept.text)):
                 break
         return GuardResult(
             question=self.q,
@@ -344,4 +392,6 @@ class _Run:
             backend_errors=tuple(self.errors),
             truncated=truncated,
             model=getattr(g.generator, "name", ""),
+            prompt=g.prompt,
+            claims=g.claims,
         )

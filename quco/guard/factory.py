@@ -41,10 +41,10 @@ def open_retrieval(location: str | Path) -> Any:
     return mod.open_retriever(str(location))
 
 
-def load_generator(model: str | None = None) -> Any:
+def load_generator(model: str | None = None, *, prefix_cache: bool = True) -> Any:
     """The default transformers generator for a packaged alias, HF id or local path."""
     mod = importlib.import_module("quco.lm.generator")
-    return mod.HFGenerator(model) if model else mod.HFGenerator()
+    return mod.HFGenerator(model, prefix_cache=prefix_cache) if model else mod.HFGenerator(prefix_cache=prefix_cache)
 
 
 def load_extractor() -> Any:

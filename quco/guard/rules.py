@@ -6,8 +6,11 @@ reasons behind it:
 
 - QuCo stage 1: the question entities' mean corpus frequency is below
   ``entity_threshold`` (paper default 10^3);
-- QuCo stage 2: some head/tail pair of a sentence never co-occurs within the
-  window (paper default 1000 tokens);
+- QuCo stage 2: some (head, relation, tail) triplet of a sentence has a head
+  and tail that never co-occur within the window (paper default 1000
+  tokens), or some (head, relation) tuple's head occurs fewer than 20 times;
+  in entity-pair mode (``claims="pairs"``), some head/tail pair never
+  co-occurs;
 - FLARE: some token of the draft sentence has probability below ``theta``;
 - combined: a fitted risk model's probability is over ``risk_threshold``.
 """
@@ -20,8 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from quco.errors import QucoError
-from quco.risk.features import EntityCount, PairCount, Signals, feature_vector
-from quco.risk.policies import FlarePolicy, QucoPolicy
+from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals, feature_vector
+from quco.risk.policies import TUPLE_THRESHOLD, FlarePolicy, QucoPolicy
 from quco.types import Confidence, Reason, Risk
 
 POLICIES: tuple[str, ...] = ("none", "single", "flare", "quco", "combined")
@@ -36,9 +39,25 @@ def quco_stage1(entities: Sequence[EntityCount], threshold: float) -> Risk:
     return QucoPolicy(entity_threshold=threshold).stage1(entities)
 
 
-def quco_stage2(pairs: Sequence[PairCount], window: int | None, entities: Sequence[EntityCount] = ()) -> Risk:
-    """Fires when some head/tail pair has zero co-occurrence."""
-    return QucoPolicy().stage2(Signals(answer_entities=tuple(entities), pairs=tuple(pairs), window=window))
+def quco_stage2(
+    pairs: Sequence[PairCount],
+    window: int | None,
+    entities: Sequence[EntityCount] = (),
+    *,
+    claims: Sequence[ClaimCount] | None = None,
+    tuple_threshold: float = TUPLE_THRESHOLD,
+) -> Risk:
+    """Fires when a triplet's head and tail never co-occur or a tuple's head is rare (``claims`` given), else when some pair never co-occurs."""
+    mode = "triplets" if claims is not None else "pairs"
+    policy = QucoPolicy(tuple_threshold=tuple_threshold, claims=mode)
+    return policy.stage2(
+        Signals(
+            answer_entities=tuple(entities),
+            pairs=tuple(pairs),
+            window=window,
+            claims=tuple(claims) if claims is not None else None,
+        )
+    )
 
 
 def flare_rule(confidence: Confidence | None, theta: float) -> Risk:
@@ -85,8 +104,29 @@ def flare_query(sentence: str, confidence: Confidence | None, theta: float, fall
     return kept if re.search(r"\w", kept) else fallback
 
 
+def claim_queries(claims: Sequence[ClaimCount], risk: Risk, *, max_queries: int = 3) -> list[str]:
+    """QuCo's stage-2 queries: ``head ⊕ relation`` of each flagged claim, never the tail.
+
+    The flagged claims are those the risk's reasons name, in the reasons'
+    order; when none is named (a ``combined`` verdict) the least supported
+    claim is used. Duplicates are dropped; at most ``max_queries`` are kept.
+    """
+    named = {r.subject for r in risk.reasons}
+    picked = [cc.claim for cc in claims if cc.claim.describe() in named]
+    if not picked and claims:
+        picked = [min(claims, key=lambda cc: (not cc.claim.is_triplet, cc.count.value)).claim]
+    order: dict[str, int] = {}
+    for i, r in enumerate(risk.reasons):
+        order.setdefault(r.subject, i)
+    picked.sort(key=lambda c: order.get(c.describe(), len(order)))
+    return list(dict.fromkeys(c.query for c in picked))[:max_queries]
+
+
 def pair_query(pairs: Sequence[PairCount], sentence: str) -> str:
-    """QuCo's stage-2 query: the failing pair's entities followed by the sentence.
+    """Entity-pair mode's stage-2 query: the failing pair's entities followed by the sentence.
+
+    It holds the suspect tail, which can fetch documents about the wrong
+    entity; triplet mode queries ``head ⊕ relation`` instead (:func:`claim_queries`).
 
     The least co-occurring pair is used (a zero one when the rule fired).
     """

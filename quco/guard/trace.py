@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
-from quco.risk.features import EntityCount, PairCount
+from quco.risk.features import ClaimCount, EntityCount, PairCount
 from quco.types import Confidence, Document, Risk
 
 #: timing categories; ``overhead`` is the guard's own work (extraction + corpus + scoring)
@@ -65,15 +65,28 @@ class Timings:
 
 @dataclass(frozen=True)
 class Retrieval:
-    """One retrieval call: the query and the (deduplicated) documents it returned."""
+    """One retrieval: the query (or queries) and the (deduplicated) documents returned.
+
+    Attributes:
+        query: the query; with several, joined with " | " for display.
+        documents: the union of each query's top k, deduplicated.
+        error: the retriever's failure, if any.
+        queries: each query sent (stage 2 in triplet mode: one per flagged claim).
+    """
 
     query: str
     documents: tuple[Document, ...] = ()
     error: str | None = None
+    queries: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.queries:
+            object.__setattr__(self, "queries", (self.query,))
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "query": self.query,
+            "queries": list(self.queries),
             "documents": [d.to_dict() for d in self.documents],
             "error": self.error,
         }
@@ -111,6 +124,20 @@ def _pair_dict(pc: PairCount) -> dict[str, Any]:
         "tail": pc.pair.tail.text,
         "count": int(pc.count.value),
         "approx": pc.count.approx,
+    }
+
+
+def claim_dict(cc: ClaimCount, window: int | None = None) -> dict[str, Any]:
+    """A claim with its count: ``{head, relation, tail, ..., kind, count, approx}``.
+
+    ``kind`` is ``"triplet"`` (``count``: head/tail co-occurrence) or
+    ``"tuple"`` (``count``: the head's corpus frequency).
+    """
+    return {
+        **cc.claim.to_dict(),
+        "kind": "triplet" if cc.claim.is_triplet else "tuple",
+        "count": int(cc.count.value),
+        "approx": bool(cc.count.approx),
     }
 
 
@@ -164,13 +191,15 @@ class SentenceRecord:
         text: the sentence kept in the answer (the rewrite when one was made).
         draft: the sentence as first generated.
         entities: entities of the draft with their corpus counts.
-        pairs: head/tail pairs of the draft with their co-occurrence counts.
+        pairs: head/tail pairs of the draft with their co-occurrence counts
+            (entity-pair mode).
         confidence: the generator's token confidences for the draft.
         risk: the policy's verdict on the draft (``None`` when not checked).
         retrieval: the retrieval it triggered, if any.
         rewritten: True when ``text`` comes from a regeneration with evidence.
         finish_reason: the generator's finish reason for the kept text.
         timings: seconds spent on this sentence per category.
+        claims: claims of the draft with their counts (triplet mode).
     """
 
     index: int
@@ -184,6 +213,7 @@ class SentenceRecord:
     rewritten: bool = False
     finish_reason: str = "stop"
     timings: Timings = field(default_factory=Timings)
+    claims: tuple[ClaimCount, ...] = ()
 
     @property
     def retrieved(self) -> bool:
@@ -198,9 +228,11 @@ class SentenceRecord:
             "retrieved": self.retrieved,
             "rewritten": self.rewritten,
             "query": self.retrieval.query if self.retrieval else None,
+            "queries": list(self.retrieval.queries) if self.retrieval else [],
             "documents": [d.to_dict() for d in self.retrieval.documents] if self.retrieval else [],
             "entities": [_entity_dict(e) for e in self.entities],
             "pairs": [_pair_dict(p) for p in self.pairs],
+            "claims": [claim_dict(c) for c in self.claims],
             "confidence": _confidence_dict(self.confidence),
             "finish_reason": self.finish_reason,
             "timings": self.timings.to_dict(),
@@ -227,6 +259,8 @@ class GuardResult:
         backend_errors: backend failures and the fail-open/closed action taken.
         truncated: True when the question was cut to the guard's limit.
         model: the generator's name.
+        prompt: the answer format (``"short"`` or ``"cot"``).
+        claims: how stage 2 read sentences (``"triplets"`` or ``"pairs"``).
     """
 
     question: str
@@ -243,6 +277,15 @@ class GuardResult:
     backend_errors: tuple[BackendError, ...] = ()
     truncated: bool = False
     model: str = ""
+    prompt: str = "short"
+    claims: str = "triplets"
+
+    @property
+    def final_answer(self) -> str:
+        """The answer the reply gives (after "the answer is", else its last sentence; :func:`quco.prompts.final_answer`)."""
+        from quco.prompts import final_answer
+
+        return final_answer(self.answer)
 
     @property
     def documents(self) -> list[Document]:
@@ -259,7 +302,10 @@ class GuardResult:
         return {
             "question": self.question,
             "answer": self.answer,
+            "final_answer": self.final_answer,
             "policy": self.policy,
+            "prompt": self.prompt,
+            "claims": self.claims,
             "model": self.model,
             "retrievals": self.retrievals,
             "llm_calls": self.llm_calls,

@@ -10,8 +10,11 @@ LLM) with QuCo's two checks:
   chain's input: a dict input gets them under ``context_key`` (the key is
   always set, to ``""`` when nothing was retrieved, so a prompt template can
   use ``{context}``); a string input is prefixed with them.
-- **stage 2, on the output**: each sentence is checked: its head/tail entity
-  pairs for co-occurrence (``quco``), the fitted model over both sides
+- **stage 2, on the output**: each sentence is checked: its claims
+  (``quco``: a (head, relation, tail) triplet whose head and tail never
+  co-occur, or a (head, relation) tuple whose head is rare; ``claims="pairs"``:
+  every head/tail entity pair; the evidence query is head ⊕ relation per
+  flagged claim, never the tail), the fitted model over both sides
   (``combined``), or its tokens' probabilities (``flare``). With
   ``on_risk="flag"`` risky sentences are reported; with ``on_risk="rewrite"``
   evidence is retrieved for them and the answer is rewritten: sentence by
@@ -71,7 +74,7 @@ from quco.integrations.logprobs import confidence_from_logprobs, has_logprobs  #
 from quco.integrations.session import AnswerGuard, GuardSession, evidence_block  # noqa: E402
 from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
-from quco.protocols import Extractor, Retriever, Scorer  # noqa: E402
+from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer  # noqa: E402
 from quco.types import Confidence, Document  # noqa: E402
 
 __all__ = ["QucoGuardRunnable", "QucoRetriever", "message_confidence", "to_langchain_document"]
@@ -169,6 +172,9 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         question_key: key of the question in a dict input.
         context_key: key under which evidence is added to a dict input.
         max_evidence_chars: each passage is cut to this length.
+        claims: stage 2 reads ``"triplets"`` (the paper) or ``"pairs"``.
+        claim_extractor: claim extractor for triplet mode (default: the
+            entity extractor's own, :class:`~quco.nlp.claims.ClaimParser`).
     """
 
     def __init__(
@@ -192,6 +198,8 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         question_key: str = "question",
         context_key: str = "context",
         max_evidence_chars: int = 1000,
+        claims: str = "triplets",
+        claim_extractor: ClaimExtractor | None = None,
     ) -> None:
         self.guard = AnswerGuard(
             extractor=extractor,
@@ -208,6 +216,8 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             risk_threshold=risk_threshold,
             on_backend_error=on_backend_error,
             max_evidence_chars=max_evidence_chars,
+            claims=claims,
+            claim_extractor=claim_extractor,
         )
         self.chain = chain
         self.rewriter = rewriter
@@ -270,7 +280,10 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
                 with st.clock.time("generation"):
                     new = _first_sentence(_text_of(self.rewriter.invoke(rewrite_prompt(st.question, ev, r.text, prefix), config)))
                 if new:
-                    r = SentenceRecord(r.index, new, r.draft, r.entities, r.pairs, r.confidence, r.risk, r.retrieval, True, "stop", r.timings)
+                    r = SentenceRecord(
+                        r.index, new, r.draft, r.entities, r.pairs, r.confidence, r.risk, r.retrieval, True, "stop",
+                        r.timings, r.claims,
+                    )
             out.append(r)
             prefix = f"{prefix} {r.text}".strip()
         return out

@@ -26,11 +26,11 @@ from typing import Any
 
 from quco.corpus.base import CorpusStats
 from quco.errors import BadInputError, QucoError
-from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_unique
+from quco.guard.checks import Checker, OnBackendError, Verdict, retrieve_union
 from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Stage1Record
 from quco.integrations.logprobs import split_confidence
 from quco.nlp.sentences import sentence_spans
-from quco.protocols import Extractor, Retriever, Scorer
+from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer
 from quco.types import Confidence, Document, Entity
 
 __all__ = ["WRAPPER_POLICIES", "AnswerGuard", "GuardSession", "evidence_block"]
@@ -75,6 +75,12 @@ class AnswerGuard:
         risk_threshold: ``combined``'s probability threshold.
         on_backend_error: corpus failures: ``"open"``, ``"closed"`` or ``"raise"``.
         max_evidence_chars: each passage is cut to this length in prompts.
+        claims: stage 2 reads ``"triplets"`` (the paper's claims: a triplet whose
+            head and tail never co-occur, a tuple whose head is rare; the
+            evidence query is head ⊕ relation, never the tail) or ``"pairs"``
+            (every head/tail entity pair).
+        claim_extractor: claim extractor for triplet mode (default: the entity
+            extractor's own, :class:`~quco.nlp.claims.ClaimParser`).
     """
 
     def __init__(
@@ -94,6 +100,8 @@ class AnswerGuard:
         risk_threshold: float = 0.5,
         on_backend_error: OnBackendError = "open",
         max_evidence_chars: int = 1000,
+        claims: str = "triplets",
+        claim_extractor: ClaimExtractor | None = None,
     ) -> None:
         if policy not in WRAPPER_POLICIES:
             raise BadInputError(f"policy must be one of {', '.join(WRAPPER_POLICIES)}, not {policy!r}")
@@ -121,8 +129,10 @@ class AnswerGuard:
             theta=theta,
             risk_threshold=risk_threshold,
             on_backend_error=on_backend_error,
+            claims=claims,
         )
-        self.checker()  # validates the components against the policy once
+        probe = Checker(policy, extractor, stats, claim_extractor=claim_extractor, **self._checker_kwargs)  # validate once
+        self._checker_kwargs["claim_extractor"] = probe.claim_extractor  # built once, shared by every call
 
     def checker(self, clock: Clock | None = None) -> Checker:
         """A fresh :class:`Checker` with this guard's components and options."""
@@ -176,18 +186,20 @@ class GuardSession:
     def note(self, v: Verdict, where: str) -> None:
         self.errors.extend(BackendError(where, "corpus", e, v.action) for e in v.errors)
 
-    def retrieve(self, query: str, where: str) -> Retrieval:
-        """Top-``k`` unique documents for ``query``; a retriever failure is reported, not raised (unless ``raise``)."""
+    def retrieve(self, query: str, where: str, queries: Sequence[str] = ()) -> Retrieval:
+        """The union of the top-``k`` unique documents of each query (``queries``, else ``query``), deduplicated;
+        a retriever failure is reported, not raised (unless ``raise``)."""
         self.retrievals += 1
+        qs = tuple(queries) or (query,)
         with self.clock.time("retrieval"):
             try:
-                return Retrieval(query, tuple(retrieve_unique(self.guard.retriever, query, self.guard.k)))
+                return Retrieval(query, tuple(retrieve_union(self.guard.retriever, qs, self.guard.k)), None, qs)
             except (QucoError, OSError) as exc:
                 if self.checker.on_backend_error == "raise":
                     raise
                 msg = f"{type(exc).__name__}: {exc}"
                 self.errors.append(BackendError(where, "retriever", msg, "none"))
-                return Retrieval(query, (), msg)
+                return Retrieval(query, (), msg, qs)
 
     def check(self, text: str, confidence: Confidence | None = None, *, on_risk: str | None = None) -> list[SentenceRecord]:
         """Stage 2: check each sentence of ``text``; with ``rewrite``, retrieve evidence for the risky ones.
@@ -209,10 +221,13 @@ class GuardSession:
             before = self.clock.snapshot()
             v = self.checker.sentence(self.question, self.q_ents, self.stage1.entities, sent, conf)
             self.note(v, f"sentence {i}")
-            retrieval = self.retrieve(v.query, f"sentence {i}") if rewrite and v.fired and v.query is not None else None
+            retrieval = (
+                self.retrieve(v.query, f"sentence {i}", v.queries) if rewrite and v.fired and v.query is not None else None
+            )
             records.append(
                 SentenceRecord(
-                    i, sent, sent, v.entities, v.pairs, conf, v.risk, retrieval, False, "stop", self.clock.since(before)
+                    i, sent, sent, v.entities, v.pairs, conf, v.risk, retrieval, False, "stop", self.clock.since(before),
+                    v.claims,
                 )
             )
         return records

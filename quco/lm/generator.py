@@ -11,18 +11,41 @@ cached step-by-step computation and the scorer's single pass differ by about
 re-tokenizing the text gives back the generated ids, which is the usual case; a
 model may emit a non-canonical split (e.g. ``"Par" + "is"``) that re-tokenizing
 merges, and then the two differ in those tokens.
+
+**Prefix KV cache.** The guard writes an answer one sentence at a time: each
+call's context is the previous call's context plus the sentence just
+accepted, or, after a retrieval, a prompt that shares its instruction and
+few-shot examples with the last one. :class:`HFGenerator` keeps the KV cache
+of the last call (the ids it fed, the cache, the last position's logits) and
+feeds a new call only the ids after the longest common start. A context that
+extends the cached one continues the cache; one that diverges crops it to the
+common start (full-attention caches: a copy of the first ``n`` positions);
+models whose cache is not a plain full-attention one (Gemma 3's sliding
+window layers) reuse it only when the new context extends the cached ids,
+and otherwise start again. The cached path gives the same tokens as reading
+the whole context again (tests check it on the real model); logprobs agree
+to float rounding.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from quco._deps import require
 from quco.errors import BadInputError
-from quco.lm.confidence import forward_logits, logprobs_entropies, resolve_lm
+from quco.lm.confidence import (
+    _cache_from,
+    _cache_tensors,
+    _common_length,
+    forward_logits,
+    logprobs_entropies,
+    resolve_lm,
+)
 from quco.lm.prompting import check_text, encode_context, token_texts, use_chat
 from quco.models import LoadedLM
 from quco.types import Confidence, Generation, TokenConfidence
@@ -33,6 +56,9 @@ log = logging.getLogger("quco.lm")
 ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st jr sr vs mt ft gen col lt sgt capt rev hon no nos vol fig approx ca cf al".split()
 )
+#: shortest common start (tokens) worth cropping a cache to; shorter ones are read again
+MIN_REUSE = 16
+
 _TERMINATOR = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*(?=\s)")
 _LAST_WORD = re.compile(r"(\S+)$")
 
@@ -71,6 +97,30 @@ def sentence_end(text: str) -> int | None:
     return None
 
 
+@dataclass
+class _CacheState:
+    """The last call's context: the ids fed, their KV cache and the last position's logits."""
+
+    ids: tuple[int, ...]
+    cache: Any
+    logits: Any
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """How much of the contexts the prefix cache saved (counted since the generator was made).
+
+    Attributes:
+        calls: :meth:`HFGenerator.generate` calls that read a context.
+        context_tokens: tokens in those contexts.
+        fed_tokens: context tokens actually fed to the model (the rest came from the cache).
+    """
+
+    calls: int = 0
+    context_tokens: int = 0
+    fed_tokens: int = 0
+
+
 class HFGenerator:
     """Greedy (or seeded sampling) generation with token confidences (satisfies ``quco.protocols.Generator``).
 
@@ -83,6 +133,8 @@ class HFGenerator:
         temperature: 0 for greedy decoding; above 0 samples from the
             tempered distribution. Reported logprobs and entropies are always
             those of the model's untempered distribution, like the scorer's.
+        prefix_cache: keep the last call's KV cache and feed the next call
+            only the ids after their common start (see the module docstring).
 
     Attributes:
         lm: the model bundle.
@@ -96,9 +148,14 @@ class HFGenerator:
         chat: bool | None = None,
         seed: int | None = None,
         temperature: float = 0.0,
+        prefix_cache: bool = True,
     ) -> None:
         if not isinstance(temperature, (int, float)) or temperature < 0:
             raise BadInputError(f"temperature must be >= 0, got {temperature!r}")
+        self.prefix_cache = bool(prefix_cache)
+        self._state: _CacheState | None = None
+        self._lock = threading.Lock()
+        self._stats = CacheStats()
         self.lm = resolve_lm(lm)
         self.chat = use_chat(self.lm, chat)
         self.temperature = float(temperature)
@@ -121,6 +178,41 @@ class HFGenerator:
                 if isinstance(tid, int) and tid != self.lm.tokenizer.unk_token_id:
                     ids.add(tid)
         return frozenset(ids)
+
+    @property
+    def cache_stats(self) -> CacheStats:
+        """Context tokens read and fed so far (how much the prefix cache saved)."""
+        return self._stats
+
+    def _prefill(self, ids: Sequence[int]) -> tuple[Any, Any]:
+        """(logits of the last context position, KV cache) for ``ids``, reusing the last call's cache."""
+        torch = require("torch")
+        model, dev = self.lm.model, self.lm.device
+        with self._lock:  # take the state: a concurrent call starts afresh instead of sharing it
+            state, self._state = self._state, None
+        start = 0
+        cache = None
+        if state is not None and self.prefix_cache:
+            n = _common_length([state.ids, ids])
+            if n == len(state.ids) == len(ids):
+                self._count(len(ids), 0)
+                return state.logits, state.cache
+            if n == len(state.ids):  # the new context extends the cached one
+                start, cache = n, state.cache
+            elif n >= MIN_REUSE:  # crop to the common start (full-attention caches only)
+                kv = _cache_tensors(state.cache)
+                if kv is not None:
+                    start = min(n, len(ids) - 1)
+                    cache = _cache_from(kv, start, 1)
+        self._count(len(ids), len(ids) - start)
+        logits, cache = forward_logits(
+            model, 1, cache=cache, input_ids=torch.tensor([list(ids[start:])], device=dev), use_cache=True
+        )
+        return logits[0, -1], cache
+
+    def _count(self, context: int, fed: int) -> None:
+        s = self._stats
+        self._stats = CacheStats(s.calls + 1, s.context_tokens + context, s.fed_tokens + fed)
 
     def _sampler(self) -> Any:
         if self._rng is None:
@@ -191,11 +283,9 @@ class HFGenerator:
         finish = "length"
         cut: int | None = None
         with torch.inference_mode():
-            step_logits, cache = forward_logits(
-                model, 1, input_ids=torch.tensor([list(ctx.ids)], device=dev), use_cache=True
-            )
+            logits, cache = self._prefill(ctx.ids)
+            fed = list(ctx.ids)
             while True:
-                logits = step_logits[0, -1]
                 tid = self._pick(logits)
                 if tid in self._eos:
                     finish = "eos"
@@ -218,6 +308,11 @@ class HFGenerator:
                 step_logits, cache = forward_logits(
                     model, 1, cache=cache, input_ids=torch.tensor([[tid]], device=dev), use_cache=True
                 )
+                fed.append(tid)
+                logits = step_logits[0, -1]
+            if self.prefix_cache and cache is not None:
+                with self._lock:
+                    self._state = _CacheState(tuple(fed), cache, logits)
         if cut is not None:
             kept, start = [], 0
             for t, piece in zip(tokens, texts):  # the tokens that begin before the cut

@@ -99,6 +99,7 @@ class EntityExtractor:
         self._nlp: Any = None
         self._ner_disable: list[str] = []
         self._parse_disable: list[str] | None = None
+        self._claims: Any = None
 
     # ------------------------------------------------------------------ loading
     @property
@@ -267,6 +268,18 @@ class EntityExtractor:
         """
         cap = self.max_pairs if max_pairs is None else max_pairs
         return candidate_pairs(sentence, question, max_pairs=cap)
+
+    def claim_extractor(self) -> Any:
+        """The rule-based claim extractor sharing this extractor's spaCy pipeline (made once).
+
+        Returns:
+            A :class:`quco.nlp.claims.ClaimParser`.
+        """
+        if self._claims is None:
+            from quco.nlp.claims import ClaimParser
+
+            self._claims = ClaimParser(self)
+        return self._claims
 
     def new_entities(self, answer: Sequence[Entity], question: Sequence[Entity]) -> list[Entity]:
         """Entities of the answer that the question does not already name.

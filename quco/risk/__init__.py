@@ -5,19 +5,24 @@ from __future__ import annotations
 from quco.risk.combined import CombinedPolicy, RiskScorer, load_default_scorer, resolve_features
 from quco.risk.features import (
     ALL_FEATURES,
+    CLAIM_FEATURES,
     CONFIDENCE_FEATURES,
     DATA_FEATURES,
+    ClaimCount,
     EntityCount,
     PairCount,
     Signals,
+    data_features,
     feature_vector,
 )
 from quco.risk.policies import FlarePolicy, QucoPolicy
 
 __all__ = [
     "ALL_FEATURES",
+    "CLAIM_FEATURES",
     "CONFIDENCE_FEATURES",
     "DATA_FEATURES",
+    "ClaimCount",
     "CombinedPolicy",
     "EntityCount",
     "FlarePolicy",
@@ -25,6 +30,7 @@ __all__ = [
     "QucoPolicy",
     "RiskScorer",
     "Signals",
+    "data_features",
     "feature_vector",
     "load_default_scorer",
     "resolve_features",

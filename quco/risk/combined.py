@@ -28,7 +28,14 @@ import numpy as np
 from quco._deps import require
 from quco._version import __version__
 from quco.errors import BadInputError
-from quco.risk.features import ALL_FEATURES, CONFIDENCE_FEATURES, DATA_FEATURES, Signals, feature_vector
+from quco.risk.features import (
+    ALL_FEATURES,
+    CLAIM_FEATURES,
+    CONFIDENCE_FEATURES,
+    DATA_FEATURES,
+    Signals,
+    feature_vector,
+)
 from quco.risk.policies import FlarePolicy, QucoPolicy
 from quco.types import Reason, Risk
 
@@ -49,9 +56,10 @@ def resolve_features(spec: FeatureSpec) -> tuple[str, ...]:
             raise BadInputError(f"features must be all, data, confidence or a list of names, got {spec!r}")
         return table[spec]
     names = tuple(spec)
-    unknown = [n for n in names if n not in ALL_FEATURES]
+    known = ALL_FEATURES + CLAIM_FEATURES
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise BadInputError(f"unknown feature names {unknown or '(none)'}; known: {', '.join(ALL_FEATURES)}")
+        raise BadInputError(f"unknown feature names {unknown or '(none)'}; known: {', '.join(known)}")
     return names
 
 

@@ -1,8 +1,9 @@
 """Features of an answer (or one sentence) from the data side and the confidence side.
 
 :class:`Signals` holds the raw evidence — entities with their corpus counts,
-pairs with their co-occurrence counts, the model's token confidences — and
-:func:`feature_vector` turns it into named floats. A feature that could not be
+pairs with their co-occurrence counts, claims (triplets with their head/tail
+co-occurrence, tuples with their head's frequency), the model's token
+confidences — and :func:`feature_vector` turns it into named floats. A feature that could not be
 computed (no entity found, no pair, no confidence) is ``NaN``, never a silent
 zero; fitted models see an explicit missing indicator for it.
 
@@ -14,12 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from quco.types import Confidence, Count, Entity, Pair
+from quco.types import Claim, Confidence, Count, Entity, Pair
 
 #: data-side features (higher counts = better supported = less risk)
 DATA_FEATURES: tuple[str, ...] = (
-    "q_ent_freq_min",  # log10(1+count), rarest question entity
-    "q_ent_freq_mean",  # log10(1 + mean count) over question entities (the paper's stage-1 figure)
+    "q_ent_freq_min",  # log10(1+count), rarest named question entity (dates and numbers left out)
+    "q_ent_freq_mean",  # log10(1 + mean count) over named question entities (the paper's stage-1 figure)
     "a_ent_freq_min",  # rarest answer entity (new relative to the question when any, else all)
     "a_ent_freq_mean",
     "pair_cooc_min",  # log10(1+count), least co-occurring head/tail pair
@@ -29,6 +30,34 @@ DATA_FEATURES: tuple[str, ...] = (
     "n_entities",  # entities in the answer
     "any_approx",  # 1.0 when any count behind these figures was approximate
 )
+
+#: the data-side features of entity-pair mode (``claims="pairs"``)
+PAIR_FEATURES: tuple[str, ...] = ("pair_cooc_min", "pair_cooc_max", "zero_cooc", "n_pairs")
+
+#: claim features (``claims="triplets"``; higher counts = better supported = less risk)
+CLAIM_FEATURES: tuple[str, ...] = (
+    "claim_cooc_min",  # log10(1+count), least co-occurring triplet head/tail (NaN without triplets)
+    "zero_claim",  # 1.0 when some triplet's head and tail never co-occur, else 0.0 (NaN without triplets)
+    "n_claims",  # triplets + tuples in the answer (NaN when claims were not extracted)
+    "tuple_head_min",  # log10(1+count), rarest head of a (head, relation) tuple (NaN without tuples)
+)
+
+#: labels that are not named entities: left out of stage 1's mean (dates and numbers stay tails)
+NON_NAMED_LABELS = frozenset({"DATE", "TIME", "CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT"})
+
+
+def data_features(claims: str = "pairs") -> tuple[str, ...]:
+    """The fitted data side's features in a claims mode.
+
+    ``"pairs"``: :data:`DATA_FEATURES`; ``"triplets"``: the same with the pair
+    features (:data:`PAIR_FEATURES`) replaced by :data:`CLAIM_FEATURES`.
+    """
+    if claims == "pairs":
+        return DATA_FEATURES
+    if claims == "triplets":
+        return tuple(f for f in DATA_FEATURES if f not in PAIR_FEATURES) + CLAIM_FEATURES
+    raise ValueError(f"claims must be 'pairs' or 'triplets', not {claims!r}")
+
 
 #: confidence-side features (higher logprob/min_prob = more confident = less risk)
 CONFIDENCE_FEATURES: tuple[str, ...] = (
@@ -61,6 +90,18 @@ class PairCount:
 
 
 @dataclass(frozen=True)
+class ClaimCount:
+    """A claim with the count stage 2 checks it by.
+
+    A triplet's ``count`` is its head and tail's co-occurrence within the
+    window; a tuple's is its head's corpus frequency.
+    """
+
+    claim: Claim
+    count: Count
+
+
+@dataclass(frozen=True)
 class Signals:
     """The raw evidence about one answer or sentence.
 
@@ -70,6 +111,8 @@ class Signals:
             relative to the question are flagged by ``new_answer_entities``.
         new_answer_entities: the subset of ``answer_entities`` not in the question.
         pairs: checked head/tail pairs with their co-occurrence counts.
+        claims: checked claims with their counts; ``None`` when claims were not
+            extracted (entity-pair mode), ``()`` when the text makes none.
         confidence: token confidences of the answer; ``None`` when no model ran.
         window: co-occurrence window used (``None`` for document mode).
     """
@@ -80,6 +123,7 @@ class Signals:
     pairs: tuple[PairCount, ...] = ()
     confidence: Confidence | None = None
     window: int | None = 1000
+    claims: tuple[ClaimCount, ...] | None = None
 
 
 def _log(c: float) -> float:
@@ -94,14 +138,16 @@ def _min_mean(counts: list[int]) -> tuple[float, float]:
 
 def feature_vector(s: Signals) -> dict[str, float]:
     """Named features of ``s``; NaN marks a feature that could not be computed."""
-    q = [ec.count.value for ec in s.question_entities]
+    q = [ec.count.value for ec in s.question_entities if ec.entity.label not in NON_NAMED_LABELS]
     a_src = s.new_answer_entities or s.answer_entities
     a = [ec.count.value for ec in a_src]
     p = [pc.count.value for pc in s.pairs]
     q_min, q_mean = _min_mean(q)
     a_min, a_mean = _min_mean(a)
-    approx = any(x.count.approx for x in (*s.question_entities, *s.answer_entities)) or any(
-        pc.count.approx for pc in s.pairs
+    approx = (
+        any(x.count.approx for x in (*s.question_entities, *s.answer_entities))
+        or any(pc.count.approx for pc in s.pairs)
+        or any(cc.count.approx for cc in s.claims or ())
     )
     out: dict[str, float] = {
         "q_ent_freq_min": q_min,
@@ -115,6 +161,7 @@ def feature_vector(s: Signals) -> dict[str, float]:
         "n_entities": float(len(s.answer_entities)),
         "any_approx": 1.0 if approx else 0.0,
     }
+    out.update(claim_features(s.claims))
     c = s.confidence
     if c is None or len(c) == 0:
         out.update({k: NAN for k in CONFIDENCE_FEATURES})
@@ -129,3 +176,17 @@ def feature_vector(s: Signals) -> dict[str, float]:
             }
         )
     return out
+
+
+def claim_features(claims: tuple[ClaimCount, ...] | None) -> dict[str, float]:
+    """:data:`CLAIM_FEATURES` of a claim list (all NaN when claims were not extracted)."""
+    if claims is None:
+        return {k: NAN for k in CLAIM_FEATURES}
+    tri = [cc.count.value for cc in claims if cc.claim.is_triplet]
+    heads = [cc.count.value for cc in claims if not cc.claim.is_triplet]
+    return {
+        "claim_cooc_min": _log(min(tri)) if tri else NAN,
+        "zero_claim": (1.0 if min(tri) < 1 else 0.0) if tri else NAN,
+        "n_claims": float(len(claims)),
+        "tuple_head_min": _log(min(heads)) if heads else NAN,
+    }
