@@ -507,6 +507,14 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     assert seen == []
     with pytest.raises(BadInputError, match="other settings"):
         run_qa(rows, guards, tmp_path, config={"model": "other"}, progress=False)
+    # a setting the earlier policies left unset (null) may be set when policies are added ...
+    cfg = json.loads((tmp_path / "qa_config.json").read_text())
+    (tmp_path / "qa_config.json").write_text(json.dumps({**cfg, "index": None}))
+    run_qa(rows, guards, tmp_path, config={"model": "script", "index": "idx"}, progress=False, on_record=seen.append)
+    assert seen == [] and json.loads((tmp_path / "qa_config.json").read_text())["index"] == "idx"
+    # ... but never changed once set
+    with pytest.raises(BadInputError, match="other settings \\(index\\)"):
+        run_qa(rows, guards, tmp_path, config={"model": "script", "index": "other"}, progress=False)
     run_qa(rows[:1], guards, tmp_path, config={"model": "other"}, progress=False, fresh=True, on_record=seen.append)
     assert len(seen) == 2 and json.loads((tmp_path / "qa.json").read_text())["n"] == 1
 

@@ -230,7 +230,12 @@ def _check_config(out: Path, config: Mapping[str, Any], fresh: bool) -> None:
         rows_path.unlink(missing_ok=True)
     elif cfg_path.exists() and rows_path.exists():
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        diff = sorted(k for k in config if k != "policies" and old.get(k) != config[k])
+        # a setting the earlier policies did not use is recorded as null (the index, when
+        # none of them was quco or combined): a later run that adds such policies may set it
+        diff = sorted(
+            k for k in config if k != "policies" and old.get(k) is not None and old.get(k) != config[k]
+        )
+        diff += sorted(k for k in config if k not in old and k != "policies")
         if diff:
             raise BadInputError(
                 f"{out} holds results made with other settings ({', '.join(diff)}): use another --out or --fresh"
