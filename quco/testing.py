@@ -35,6 +35,11 @@ class FakeCorpus(CorpusStats):
         self.fail = fail
         self.queries = 0
 
+    @property
+    def tokens(self) -> int:
+        """Word tokens in the corpus (its size, for thresholds given as rates)."""
+        return sum(len(d) for d in self.docs)
+
     def _positions(self, term: str) -> list[tuple[int, int]]:
         t = _words(term)
         out = []

@@ -209,12 +209,14 @@ def test_quco_stage2_tuple_with_rare_head_fires() -> None:
     table = {"Paris was founded.": [("Paris", "was founded", None)]}
     r2 = make("quco", one_sentence("Paris was founded."), claim_extractor=FakeClaimExtractor(table=table)).answer("What happened?")
     assert r2.sentences[0].risk is not None and not r2.sentences[0].risk.flagged
-    r3 = make("quco", one_sentence(sent), tuple_threshold=0).answer("What happened?")
+    # (the head is unknown to the corpus: out of coverage, which by default retrieves; "pass" leaves it to the rule)
+    r3 = make("quco", one_sentence(sent), tuple_threshold=0, on_out_of_coverage="pass").answer("What happened?")
     assert r3.sentences[0].risk is not None and not r3.sentences[0].risk.flagged
 
 
 def test_quco_stage2_conclusion_gives_no_claim() -> None:
-    r = make("quco", one_sentence("So the answer is Vienna France.")).answer("What happened?")
+    # "Vienna" is known to the corpus (a sentence of unknown entities would be out of coverage: retrieved)
+    r = make("quco", one_sentence("So the answer is Vienna.")).answer("What happened?")
     s = r.sentences[0]
     assert s.claims == () and s.risk is not None and not s.risk.flagged and r.retrievals == 0
     assert [x.kind for x in s.risk.reasons] == ["no_claims"]
@@ -271,7 +273,10 @@ def test_combined_fires_over_threshold_on_question_and_sentence() -> None:
 
 
 def test_combined_quiet_under_threshold() -> None:
-    r = make("combined", one_sentence("Paris."), risk_model=FixedModel(0.3), risk_threshold=0.5).answer("Capital of France?")
+    # a question the corpus covers ("Capital of France?" is one entity the fake corpus lacks: out of coverage)
+    r = make("combined", one_sentence("Paris."), risk_model=FixedModel(0.3), risk_threshold=0.5).answer(
+        "What is the capital of France?"
+    )
     assert r.retrievals == 0 and r.sentences[0].risk is not None and not r.sentences[0].risk.flagged
 
 

@@ -32,6 +32,8 @@ from quco.integrations.logprobs import split_confidence
 from quco.nlp.sentences import sentence_spans
 from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer
 from quco.types import Confidence, Document, Entity
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, ThresholdSpec
 
 __all__ = ["WRAPPER_POLICIES", "AnswerGuard", "GuardSession", "evidence_block"]
 
@@ -69,7 +71,13 @@ class AnswerGuard:
         scorer: a local :class:`~quco.lm.confidence.ConfidenceScorer` that scores
             answers which came without logprobs (reported as a proxy); None: none.
         k: passages per retrieval.
-        entity_threshold: stage-1 threshold on the mean question-entity count.
+        entity_threshold: τ_entity, stage 1's threshold on the mean question-entity
+            count: a count or a rate ``COUNT@TOKENS`` scaled to the index
+            (:mod:`quco.risk.thresholds`).
+        cooc_threshold: τ_cooc, stage 2's co-occurrence threshold (a count or a rate).
+        coverage_floor: below this share of entities known to the corpus a
+            check is ``out_of_coverage`` (:mod:`quco.risk.coverage`).
+        on_out_of_coverage: ``"retrieve"``, ``"pass"`` or ``"confidence-only"``.
         window: co-occurrence window in tokens.
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
@@ -94,7 +102,10 @@ class AnswerGuard:
         risk_model: Any = None,
         scorer: Scorer | None = None,
         k: int = 3,
-        entity_threshold: float = 1000,
+        entity_threshold: ThresholdSpec = DEFAULT_ENTITY,
+        cooc_threshold: ThresholdSpec = DEFAULT_COOC,
+        coverage_floor: float = DEFAULT_FLOOR,
+        on_out_of_coverage: str = DEFAULT_ACTION,
         window: int | None = 1000,
         theta: float = 0.4,
         risk_threshold: float = 0.5,
@@ -125,6 +136,9 @@ class AnswerGuard:
         self._checker_kwargs: dict[str, Any] = dict(
             risk_model=risk_model,
             entity_threshold=entity_threshold,
+            cooc_threshold=cooc_threshold,
+            coverage_floor=coverage_floor,
+            on_out_of_coverage=on_out_of_coverage,
             window=window,
             theta=theta,
             risk_threshold=risk_threshold,
@@ -133,6 +147,9 @@ class AnswerGuard:
         )
         probe = Checker(policy, extractor, stats, claim_extractor=claim_extractor, **self._checker_kwargs)  # validate once
         self._checker_kwargs["claim_extractor"] = probe.claim_extractor  # built once, shared by every call
+        self._checker_kwargs["thresholds"] = probe.thresholds  # rates scaled to the index once
+        #: the effective thresholds
+        self.thresholds = probe.thresholds
 
     def checker(self, clock: Clock | None = None) -> Checker:
         """A fresh :class:`Checker` with this guard's components and options."""
@@ -227,7 +244,7 @@ class GuardSession:
             records.append(
                 SentenceRecord(
                     i, sent, sent, v.entities, v.pairs, conf, v.risk, retrieval, False, "stop", self.clock.since(before),
-                    v.claims,
+                    v.claims, v.coverage,
                 )
             )
         return records
@@ -309,7 +326,7 @@ class GuardSession:
             "rewritten": rewritten or any(r.rewritten for r in records),
             "coverage": self.coverage(),
             "confidence": conf,
-            "stage1": Stage1Record(self.stage1.entities, self.stage1.risk, self.retrieval).to_dict(),
+            "stage1": Stage1Record(self.stage1.entities, self.stage1.risk, self.retrieval, self.stage1.coverage).to_dict(),
             "sentences": [r.to_dict() for r in records],
             "backend_errors": [e.to_dict() for e in self.errors],
             "timings": self.clock.snapshot().to_dict(),
