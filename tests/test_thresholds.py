@@ -104,3 +104,21 @@ def test_cli_bad_coverage_options_are_one_line(capsys: pytest.CaptureFixture[str
     assert main(["ask", "Where?", "--policy", "none", "--on-out-of-coverage", "maybe"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--coverage-floor" in err[0] and "--on-out-of-coverage" in err[1]
+
+
+def test_ask_trace_prints_the_effective_values() -> None:
+    import io
+
+    from rich.console import Console
+
+    from quco.cli.ask_cmd import render_trace
+
+    docs = ["Paris is in France."] * 100  # 400 tokens
+    g = Guard(FakeGenerator(["Paris."]), FakeExtractor(), FakeCorpus(docs), FakeRetriever(docs), policy="quco",
+              entity_threshold="1e3@4e12", on_out_of_coverage="pass")
+    buf = io.StringIO()
+    render_trace(g.answer("Where is Zorblax?"), console=Console(file=buf, width=400))
+    out = buf.getvalue()
+    assert "Thresholds: τ_entity 1e-07 (rate 1000 per 4T tokens, at 400 tokens)" in out
+    assert "τ_cooc 1 (absolute)" in out and "Out of coverage: pass" in out
+    assert "coverage: 0 of 1 entities known" in out
