@@ -48,12 +48,12 @@ def test_resolve_reads_the_corpus_size() -> None:
 
 
 def test_guard_scales_a_rate_to_the_index_and_defaults_are_unchanged() -> None:
-    docs = ["Zorblax Quint was a painter from Vienna."] + ["Paris is in France."] * 99  # 400 + 7 tokens
+    docs = ["Zorblax Quint was a painter from Vienna."] + ["Paris is in France."] * 99
     corpus = FakeCorpus(docs)
     gen = FakeGenerator(["Vienna."])
     g = Guard(gen, FakeExtractor(), corpus, FakeRetriever(docs), policy="quco")
     assert (g.thresholds.entity, g.thresholds.cooc, g.thresholds.tuple) == (1000.0, 1.0, 20.0)
-    # 99 "Paris" in a 403-token corpus; a rate of 100 per 403 tokens scales to exactly 100: Paris is rare
+    # 99 "Paris" in the corpus; a rate of 100 per its size scales to exactly 100: Paris is rare
     g2 = Guard(FakeGenerator(["Vienna."]), FakeExtractor(), corpus, FakeRetriever(docs), policy="quco",
                entity_threshold=f"100@{corpus.tokens}")
     assert g2.thresholds.entity == pytest.approx(100.0)
@@ -113,12 +113,14 @@ def test_ask_trace_prints_the_effective_values() -> None:
 
     from quco.cli.ask_cmd import render_trace
 
-    docs = ["Paris is in France."] * 100  # 400 tokens
-    g = Guard(FakeGenerator(["Paris."]), FakeExtractor(), FakeCorpus(docs), FakeRetriever(docs), policy="quco",
+    docs = ["Paris is in France."] * 100
+    corpus = FakeCorpus(docs)
+    assert corpus.tokens == 500  # the fake's tokens: words and punctuation
+    g = Guard(FakeGenerator(["Paris."]), FakeExtractor(), corpus, FakeRetriever(docs), policy="quco",
               entity_threshold="1e3@4e12", on_out_of_coverage="pass")
     buf = io.StringIO()
     render_trace(g.answer("Where is Zorblax?"), console=Console(file=buf, width=400))
     out = buf.getvalue()
-    assert "Thresholds: τ_entity 1e-07 (rate 1000 per 4T tokens, at 400 tokens)" in out
+    assert "Thresholds: τ_entity 1.25e-07 (rate 1000 per 4T tokens, at 500 tokens)" in out
     assert "τ_cooc 1 (absolute)" in out and "Out of coverage: pass" in out
     assert "coverage: 0 of 1 entities known" in out
