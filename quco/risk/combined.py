@@ -237,6 +237,8 @@ class RiskScorer:
         if self.calibration == "isotonic":
             self.isotonic_ = self._fit_isotonic(Zs, ya.astype(int))
         self.n_train_ = int(ya.size)
+        #: τ_entity / τ_cooc fitted for an index with the model (``quco calibrate --fit-thresholds``), or None
+        self.thresholds_: dict[str, Any] | None = None
         self.provenance_ = {
             "n_rows": int(ya.size),
             "positives": int(ya.sum()),
@@ -372,6 +374,7 @@ class RiskScorer:
             if self.isotonic_ is None
             else {"x": [float(v) for v in self.isotonic_[0]], "y": [float(v) for v in self.isotonic_[1]]},
             "provenance": self.provenance_,
+            **({"thresholds": self.thresholds_} if getattr(self, "thresholds_", None) else {}),
         }
 
     @classmethod
@@ -401,6 +404,7 @@ class RiskScorer:
             iso = d.get("isotonic")
             s.isotonic_ = None if not iso else (np.asarray(iso["x"], dtype=float), np.asarray(iso["y"], dtype=float))
             s.provenance_ = dict(d.get("provenance") or {})
+            s.thresholds_ = dict(d["thresholds"]) if d.get("thresholds") else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"risk-scorer file is incomplete or malformed: {exc}") from exc
         ncol = len(s.feature_names_) + len(s.indicators_)
