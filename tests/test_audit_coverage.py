@@ -75,7 +75,7 @@ def test_cli_summary_line_prints_effective_thresholds(
     assert rc == 0
     err = capsys.readouterr().err
     line = next(x for x in err.splitlines() if "thresholds" in x)
-    assert f"τ_entity 10 (rate 10 per" in line and "τ_cooc 1 (absolute)" in line
+    assert "τ_entity 10 (rate 10 per" in line and "τ_cooc 1 (absolute)" in line
     assert "0 of 1 answers out of coverage" in line and "action pass" in line
     rec = json.loads((tmp_path / "o.jsonl").read_text("utf-8"))
     assert rec["coverage"]["verdict"] == "covered"

@@ -94,8 +94,8 @@ def test_shipped_model_ignores_the_optional_group() -> None:
 
     rs = load_default_scorer()
     assert not set(rs.feature_names_) & set(NGRAM_FEATURES)
-    from quco.testing import FakeExtractor
     from quco.analyze import Analyzer
+    from quco.testing import FakeExtractor
 
     corpus = FakeCorpus(["Paris is the capital of France."] * 5)
     with_ng = Analyzer(FakeExtractor(), corpus, ngrams=True, per_sentence=False).analyze("Capital of France?", "Paris.")

@@ -43,7 +43,7 @@ def test_scaling_arithmetic() -> None:
 def test_resolve_reads_the_corpus_size() -> None:
     corpus = FakeCorpus(["Paris is in France"] * 10)  # 40 word tokens
     th = resolve("10@20", "1", "20", stats=corpus)
-    assert th.tokens == 40 and th.entity == pytest.approx(20.0) and (th.cooc, th.tuple) == (1.0, 20.0)
+    assert th.tokens == 40 and th.entity == pytest.approx(20.0) and (th.cooc, th.tuple_head) == (1.0, 20.0)
     assert th.to_dict()["specs"]["tau_entity"] == "10@20"
 
 
@@ -52,7 +52,7 @@ def test_guard_scales_a_rate_to_the_index_and_defaults_are_unchanged() -> None:
     corpus = FakeCorpus(docs)
     gen = FakeGenerator(["Vienna."])
     g = Guard(gen, FakeExtractor(), corpus, FakeRetriever(docs), policy="quco")
-    assert (g.thresholds.entity, g.thresholds.cooc, g.thresholds.tuple) == (1000.0, 1.0, 20.0)
+    assert (g.thresholds.entity, g.thresholds.cooc, g.thresholds.tuple_head) == (1000.0, 1.0, 20.0)
     # 99 "Paris" in the corpus; a rate of 100 per its size scales to exactly 100: Paris is rare
     g2 = Guard(FakeGenerator(["Vienna."]), FakeExtractor(), corpus, FakeRetriever(docs), policy="quco",
                entity_threshold=f"100@{corpus.tokens}")

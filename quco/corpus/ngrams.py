@@ -55,18 +55,23 @@ def ngram_backend(stats: Any) -> tuple[Tokenize, CountIds] | None:
             if any(p is None for p in parts):
                 return None
             backends = [p for p in parts if p is not None]
-
-            def count_sum(seqs: Sequence[tuple[int, ...]]) -> list[int]:
-                totals = [0] * len(seqs)
-                for _tok, c in backends:
-                    for i, v in enumerate(c(seqs)):
-                        totals[i] += v
-                return totals
-
-            return backends[0][0], count_sum
+            return backends[0][0], _summed([c for _t, c in backends])
         stats = getattr(stats, "backend", None)
         seen += 1
     return None
+
+
+def _summed(counters: Sequence[CountIds]) -> CountIds:
+    """A counter that sums the parts' counts (one corpus split by documents)."""
+
+    def count_sum(seqs: Sequence[tuple[int, ...]]) -> list[int]:
+        totals = [0] * len(seqs)
+        for c in counters:
+            for i, v in enumerate(c(seqs)):
+                totals[i] += v
+        return totals
+
+    return count_sum
 
 
 def novelty_many(stats: Any, texts: Sequence[str], *, orders: Sequence[int] = ORDERS,

@@ -39,7 +39,15 @@ from quco.protocols import ClaimExtractor, Extractor, Retriever
 from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR, Coverage, check_action, check_floor, coverage_of
 from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals
 from quco.risk.policies import CLAIM_MODES
-from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, DEFAULT_TUPLE, Threshold, Thresholds, ThresholdSpec, resolve
+from quco.risk.thresholds import (
+    DEFAULT_COOC,
+    DEFAULT_ENTITY,
+    DEFAULT_TUPLE,
+    Threshold,
+    Thresholds,
+    ThresholdSpec,
+    resolve,
+)
 from quco.types import Claim, Confidence, Count, Document, Entity, Reason, Risk
 
 OnBackendError = Literal["open", "closed", "raise"]
@@ -179,7 +187,7 @@ class Checker:
                 parsed = [Threshold.parse(d) for d in (DEFAULT_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE)]
             thresholds = resolve(*parsed, stats=stats if uses_corpus else None)
         self.thresholds = thresholds
-        self.tuple_threshold = self.thresholds.tuple
+        self.tuple_threshold = self.thresholds.tuple_head
         self.cooc_threshold = self.thresholds.cooc
         self.max_queries = max_queries
         self.policy = policy

@@ -75,9 +75,9 @@ from quco.integrations.session import AnswerGuard, GuardSession, evidence_block 
 from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
 from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer  # noqa: E402
-from quco.types import Confidence, Document  # noqa: E402
 from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR  # noqa: E402
 from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, ThresholdSpec  # noqa: E402
+from quco.types import Confidence, Document  # noqa: E402
 
 __all__ = ["QucoGuardRunnable", "QucoRetriever", "message_confidence", "to_langchain_document"]
 

@@ -31,9 +31,9 @@ from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Sta
 from quco.integrations.logprobs import split_confidence
 from quco.nlp.sentences import sentence_spans
 from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer
-from quco.types import Confidence, Document, Entity
 from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
 from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, ThresholdSpec
+from quco.types import Confidence, Document, Entity
 
 __all__ = ["WRAPPER_POLICIES", "AnswerGuard", "GuardSession", "evidence_block"]
 

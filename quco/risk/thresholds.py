@@ -156,14 +156,14 @@ class Thresholds:
     Attributes:
         entity: τ_entity, stage 1's bound on the mean named question-entity count.
         cooc: τ_cooc, stage 2's bound on a triplet's (or pair's) co-occurrence.
-        tuple: stage 2's bound on a (head, relation) tuple's head frequency.
+        tuple_head: stage 2's bound on a (head, relation) tuple's head frequency.
         specs: the specs given, as :meth:`Threshold.spec` strings (entity, cooc, tuple).
         tokens: the index's token count (``None``: unknown).
     """
 
     entity: float
     cooc: float
-    tuple: float
+    tuple_head: float
     specs: tuple[str, str, str] = (DEFAULT_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE)
     tokens: int | None = None
 
@@ -178,7 +178,7 @@ class Thresholds:
         return {
             "tau_entity": self.entity,
             "tau_cooc": self.cooc,
-            "tau_tuple": self.tuple,
+            "tau_tuple": self.tuple_head,
             "specs": {"tau_entity": self.specs[0], "tau_cooc": self.specs[1], "tau_tuple": self.specs[2]},
             "index_tokens": self.tokens,
         }
