@@ -278,16 +278,10 @@ class GuardSession:
         return out
 
     def coverage(self) -> dict[str, Any] | None:
-        """How much of the question the corpus knows: a checker's own coverage verdict when it has one,
-        else the share of question entities found in the corpus at least once (None without entities)."""
-        own = getattr(self.stage1, "coverage", None)
-        if own is not None:
-            return own.to_dict() if hasattr(own, "to_dict") else dict(own)
-        ents = self.stage1.entities
-        if not ents:
-            return None
-        known = sum(1 for e in ents if e.count.value > 0)
-        return {"entities": len(ents), "in_corpus": known, "share": round(known / len(ents), 6)}
+        """Stage 1's coverage: the share of the question's named entities the corpus knows
+        (:meth:`quco.risk.coverage.Coverage.to_dict`); None for a policy without a data side."""
+        own = self.stage1.coverage
+        return own.to_dict() if own is not None else None
 
     def report(
         self,
