@@ -70,3 +70,17 @@ def test_calibrate_fits_thresholds_and_saves_them_with_the_index(tmp_path, monke
     assert rate.thresholds_["tau_entity"]["value"] == 5.0  # flags Atlantis only: 10 of 30
     with pytest.raises(BadInputError, match="--fit-thresholds"):
         calibrate_file(_rows(tmp_path), out, use_model=False, index="fake", components=comp, target_flag_rate=0.2)
+
+
+def test_calibrate_with_the_ngram_group(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from quco.cli.calibrate_cmd import calibrate_file
+    from quco.evaluation.run import Components
+    from quco.risk.features import NGRAM_FEATURES
+    from quco.testing import FakeCorpus, FakeExtractor
+
+    corpus = FakeCorpus(["Paris is old and by the river."] * 30 + ["Rome is old."] * 5)
+    comp = Components(make_extractor=FakeExtractor, make_stats=lambda i: corpus)
+    rs = calibrate_file(_rows(tmp_path), tmp_path / "n.json", features="all+ngram", use_model=False, index="fake",
+                        components=comp)
+    assert set(NGRAM_FEATURES) <= set(rs.feature_names_)  # --no-model: data+ngram
+    assert "ngram_novel_share" not in rs.indicators_  # computed for every row, never missing

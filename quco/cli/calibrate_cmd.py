@@ -20,7 +20,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("labeled", metavar="LABELED.jsonl", help="rows with question, answer, label")
     p.add_argument("--out", required=True, help="where to write the model JSON")
-    p.add_argument("--features", default="all", help="all, data, confidence, or comma-separated feature names")
+    p.add_argument("--features", default="all",
+                   help="all, data, confidence, ngram, all+ngram, data+ngram (with the n-gram novelty features), "
+                   "or comma-separated feature names")
     p.add_argument("--calibration", choices=("none", "isotonic"), default="none")
     p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
     p.add_argument("--model", default=None, help="model that scores the answers (default SmolLM2-135M)")
@@ -53,7 +55,7 @@ def calibrate_file(
     Args:
         labeled: JSONL rows with ``question``, ``answer``, ``label`` (1 = hallucinated).
         out: model JSON path.
-        features: ``all``, ``data``, ``confidence`` or comma-separated names.
+        features: ``all``, ``data``, ``confidence``, ``ngram``, ``all+ngram``, ``data+ngram`` or comma-separated names.
         calibration: ``none`` or ``isotonic``.
         index: corpus index folder or URL (default: the demo index).
         model: the scoring model (confidence under ``qa_prompt(question)``).
@@ -75,13 +77,16 @@ def calibrate_file(
     from quco.models import canonical
     from quco.prompts import qa_prompt
     from quco.risk.combined import RiskScorer, resolve_features
+    from quco.risk.features import NGRAM_FEATURES
 
-    spec: str | list[str] = features if features in ("all", "data", "confidence") else [
+    groups = ("all", "data", "confidence", "ngram", "all+ngram", "data+ngram")
+    spec: str | list[str] = features if features in groups else [
         f.strip() for f in features.split(",") if f.strip()]
     names = resolve_features(spec)
     if not use_model and any(n in ("mean_logprob", "min_prob", "max_entropy", "seq_logprob", "length") for n in names):
-        if features == "all":
-            spec, names = "data", resolve_features("data")
+        if features in ("all", "all+ngram"):
+            spec = "data" if features == "all" else "data+ngram"
+            names = resolve_features(spec)
         else:
             raise BadInputError("--no-model leaves no confidence features: use --features data")
     if target_flag_rate is not None and not fit_thresholds:
@@ -98,7 +103,8 @@ def calibrate_file(
     items = collect_user(labeled, scorer, lambda q, ev: qa_prompt(q, ev), progress=True)
     # the claims are needed for τ_cooc only (the fitted features "all"/"data" do not use them)
     analyzer = Analyzer(comp.extractor(), stats, window=window, per_sentence=False,
-                        claim_extractor=comp.claim_extractor() if fit_thresholds else None)
+                        claim_extractor=comp.claim_extractor() if fit_thresholds else None,
+                        ngrams=any(n in NGRAM_FEATURES for n in names))
     feats = analyze_items(items, analyzer)
     rs = RiskScorer(features=spec, calibration=calibration)
     rs.fit(
