@@ -76,7 +76,7 @@ def test_out_of_coverage_confidence_only_uses_flare_on_sentences() -> None:
 
 
 def test_covered_checks_are_untouched_by_the_action() -> None:
-    for action in ("retrieve", "pass", "confidence-only"):
+    for action in ("rule", "retrieve", "pass", "confidence-only"):
         r = guard(action, answer="Paris.", probs=0.1).answer("What is the capital of France?")
         assert r.stage1.coverage.verdict == "covered" and not r.stage1.retrieved  # type: ignore[union-attr]
         assert r.retrievals == 0  # no claim, known entity: quiet whatever the action (and low probs do not matter)
@@ -89,6 +89,20 @@ def test_retrieve_adds_a_retrieval_where_the_rule_passed() -> None:
     s = r.sentences[0]
     assert s.coverage.verdict == "out_of_coverage" and s.retrieved  # type: ignore[union-attr]
     assert s.risk.reasons[0].kind == "out_of_coverage"  # type: ignore[union-attr]
+
+
+def test_rule_the_default_keeps_the_rules_verdict_and_records_coverage() -> None:
+    # the same out-of-coverage sentence that "retrieve" retrieves for: the default leaves it to the rule
+    r = guard("rule", answer="Blorp Zang.", coverage_floor=0.6).answer("What is the capital of France?")
+    s = r.sentences[0]
+    assert s.coverage.verdict == "out_of_coverage" and not s.retrieved and r.retrievals == 0  # type: ignore[union-attr]
+    assert "out_of_coverage" not in [x.kind for x in s.risk.reasons]  # type: ignore[union-attr]
+    d = Guard(FakeGenerator(["Blorp Zang."]), FakeExtractor(), FakeCorpus(KNOWN), FakeRetriever(KNOWN), policy="quco",
+              coverage_floor=0.6).answer("What is the capital of France?")
+    assert d.retrievals == 0 and d.sentences[0].coverage.out_of_coverage  # type: ignore[union-attr]
+    # an uncovered question still retrieves under the default, because the rule fires (mean count 0 < 1000)
+    q = guard("rule").answer("Where was Zorblax Quint born?")
+    assert q.stage1.retrieved and q.stage1.coverage.verdict == "out_of_coverage"  # type: ignore[union-attr]
 
 
 def test_combined_confidence_only_reads_data_as_neutral() -> None:

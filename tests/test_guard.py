@@ -209,14 +209,12 @@ def test_quco_stage2_tuple_with_rare_head_fires() -> None:
     table = {"Paris was founded.": [("Paris", "was founded", None)]}
     r2 = make("quco", one_sentence("Paris was founded."), claim_extractor=FakeClaimExtractor(table=table)).answer("What happened?")
     assert r2.sentences[0].risk is not None and not r2.sentences[0].risk.flagged
-    # (the head is unknown to the corpus: out of coverage, which by default retrieves; "pass" leaves it to the rule)
-    r3 = make("quco", one_sentence(sent), tuple_threshold=0, on_out_of_coverage="pass").answer("What happened?")
+    r3 = make("quco", one_sentence(sent), tuple_threshold=0).answer("What happened?")
     assert r3.sentences[0].risk is not None and not r3.sentences[0].risk.flagged
 
 
 def test_quco_stage2_conclusion_gives_no_claim() -> None:
-    # "Vienna" is known to the corpus (a sentence of unknown entities would be out of coverage: retrieved)
-    r = make("quco", one_sentence("So the answer is Vienna.")).answer("What happened?")
+    r = make("quco", one_sentence("So the answer is Vienna France.")).answer("What happened?")
     s = r.sentences[0]
     assert s.claims == () and s.risk is not None and not s.risk.flagged and r.retrievals == 0
     assert [x.kind for x in s.risk.reasons] == ["no_claims"]
@@ -273,10 +271,7 @@ def test_combined_fires_over_threshold_on_question_and_sentence() -> None:
 
 
 def test_combined_quiet_under_threshold() -> None:
-    # a question the corpus covers ("Capital of France?" is one entity the fake corpus lacks: out of coverage)
-    r = make("combined", one_sentence("Paris."), risk_model=FixedModel(0.3), risk_threshold=0.5).answer(
-        "What is the capital of France?"
-    )
+    r = make("combined", one_sentence("Paris."), risk_model=FixedModel(0.3), risk_threshold=0.5).answer("Capital of France?")
     assert r.retrievals == 0 and r.sentences[0].risk is not None and not r.sentences[0].risk.flagged
 
 
@@ -520,6 +515,9 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     # ... but never changed once set
     with pytest.raises(BadInputError, match="other settings \\(index\\)"):
         run_qa(rows, guards, tmp_path, config={"model": "script", "index": "other"}, progress=False)
+    # another row range resumes too: the summary covers the rows asked for now, the records stay
+    s1 = run_qa(rows[:1], guards, tmp_path, config={"model": "script", "index": "idx", "rows": "2000-2000"}, progress=False, on_record=seen.append)
+    assert seen == [] and s1["n"] == 1 and len((tmp_path / "qa_rows.jsonl").read_text().splitlines()) == 4
     run_qa(rows[:1], guards, tmp_path, config={"model": "other"}, progress=False, fresh=True, on_record=seen.append)
     assert len(seen) == 2 and json.loads((tmp_path / "qa.json").read_text())["n"] == 1
 

@@ -47,7 +47,7 @@ class AuditSpec:
         tau_cooc: its τ_cooc (a count or a rate).
         coverage_floor: below this share of known named entities an answer
             is ``out_of_coverage``.
-        on_out_of_coverage: ``"retrieve"``, ``"pass"`` or ``"confidence-only"``
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"``
             (:mod:`quco.audit.verdicts`).
         ngrams: also compute the answers' n-gram novelty (:mod:`quco.corpus.ngrams`).
     """

@@ -16,8 +16,9 @@ nothing to look at), and ``flagged``/``reasons`` are its decision.
 Coverage (:mod:`quco.risk.coverage`): when too few of an answer's named
 entities are known to the corpus, the data-side verdicts (``quco``,
 ``combined``) are ``out_of_coverage``, and ``flagged`` follows the audit's
-``on_out_of_coverage`` action as a guard's retrieval would: ``retrieve``
-(default; flagged, as the old rule nearly always was), ``pass`` (not flagged)
+``on_out_of_coverage`` action as a guard's retrieval would: ``rule`` (default
+for now: the rule's own verdict, as before coverage existed), ``retrieve``
+(flagged, as the old rule nearly always was), ``pass`` (not flagged)
 or ``confidence-only`` (``quco``: FLARE's verdict when a model scored the
 answer, else not flagged and no score; ``combined``: its model with the data
 features neutral). The score of ``quco`` under ``retrieve`` and ``pass`` is
@@ -69,7 +70,7 @@ class Judge:
         policies: the policies, in output order.
         headline_order: policy names, preferred first, for the headline ``risk``.
         coverage_floor: below this share of known named entities an answer is ``out_of_coverage``.
-        on_out_of_coverage: ``"retrieve"``, ``"pass"`` or ``"confidence-only"`` (module docs).
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"`` (module docs).
     """
 
     def __init__(
@@ -131,6 +132,8 @@ class Judge:
         else:
             r = p.assess(signals)
             prob = float(score(signals)) if callable(score) else float(r.probability)
+            if act == "rule":  # the rule's own verdict; the record still carries the coverage
+                return Risk(prob, r.flagged, p.name, r.reasons)
             if act == "retrieve" and r.flagged:  # the rule fired anyway: its verdict stands
                 return Risk(prob, True, p.name, r.reasons)
             flagged, reasons = act == "retrieve", r.reasons

@@ -320,11 +320,13 @@ class Checker:
     def _out_of_coverage(self, risk: Risk, cov: Coverage) -> Risk:
         """An ``out_of_coverage`` check's verdict under :attr:`on_out_of_coverage`.
 
-        ``retrieve``: flagged (a verdict the rule flagged anyway is kept as it
+        ``rule``: unchanged; ``retrieve``: flagged (a verdict the rule flagged anyway is kept as it
         is); ``pass``: not flagged; ``confidence-only``: the confidence-side
         decision already in ``risk``. The first reason says what was done.
         """
         act = self.on_out_of_coverage
+        if act == "rule":  # the data rule's own verdict; the Verdict still carries the coverage
+            return risk
         if act == "retrieve" and risk.flagged:  # the rule fired anyway: its verdict and reasons stand
             return risk
         then = {

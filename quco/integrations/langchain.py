@@ -172,7 +172,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         cooc_threshold: τ_cooc, stage 2's co-occurrence threshold (a count or a rate).
         coverage_floor: below this share of entities known to the corpus a
             check is ``out_of_coverage`` (:mod:`quco.risk.coverage`).
-        on_out_of_coverage: ``"retrieve"``, ``"pass"`` or ``"confidence-only"``.
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"``.
         window: co-occurrence window in tokens.
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
