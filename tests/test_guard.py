@@ -515,6 +515,9 @@ def test_eval_qa_scores_summarizes_and_resumes(tmp_path) -> None:  # type: ignor
     # ... but never changed once set
     with pytest.raises(BadInputError, match="other settings \\(index\\)"):
         run_qa(rows, guards, tmp_path, config={"model": "script", "index": "other"}, progress=False)
+    # another row range resumes too: the summary covers the rows asked for now, the records stay
+    s1 = run_qa(rows[:1], guards, tmp_path, config={"model": "script", "index": "idx", "rows": "2000-2000"}, progress=False, on_record=seen.append)
+    assert seen == [] and s1["n"] == 1 and len((tmp_path / "qa_rows.jsonl").read_text().splitlines()) == 4
     run_qa(rows[:1], guards, tmp_path, config={"model": "other"}, progress=False, fresh=True, on_record=seen.append)
     assert len(seen) == 2 and json.loads((tmp_path / "qa.json").read_text())["n"] == 1
 
