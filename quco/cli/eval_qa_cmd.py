@@ -1,7 +1,7 @@
 """``quco eval qa``: guarded QA on HaluEval questions under each policy (EM, F1, cost).
 
 Results for another prompt, model or claims mode go to another ``--out``
-folder: a folder holds one setting (a resumed run must match it).
+folder: a folder holds one setting (a resumed run must match it; its rows and policies may differ).
 """
 
 from __future__ import annotations

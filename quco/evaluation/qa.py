@@ -232,10 +232,11 @@ def _check_config(out: Path, config: Mapping[str, Any], fresh: bool) -> None:
         old = json.loads(cfg_path.read_text(encoding="utf-8"))
         # a setting the earlier policies did not use is recorded as null (the index, when
         # none of them was quco or combined): a later run that adds such policies may set it
-        diff = sorted(
-            k for k in config if k != "policies" and old.get(k) is not None and old.get(k) != config[k]
-        )
-        diff += sorted(k for k in config if k not in old and k != "policies")
+        # the rows and policies of a run may grow or shrink: records are kept per (policy, row)
+        # and the summary covers the rows asked for now
+        free = {"policies", "rows"}
+        diff = sorted(k for k in config if k not in free and old.get(k) is not None and old.get(k) != config[k])
+        diff += sorted(k for k in config if k not in old and k not in free)
         if diff:
             raise BadInputError(
                 f"{out} holds results made with other settings ({', '.join(diff)}): use another --out or --fresh"
@@ -262,7 +263,7 @@ def run_qa(
         rows: HaluEval QA rows.
         guards: policy name -> guard (anything with ``answer(question)``).
         out_dir: output folder (created).
-        config: settings recorded in ``qa_config.json``; a resumed run must match them.
+        config: settings recorded in ``qa_config.json``; a resumed run must match them (its rows and policies may differ: records are kept per policy and row).
         command: the command line, quoted in ``qa.md``.
         fresh: discard earlier per-row results instead of resuming.
         progress: show a progress bar on stderr.
