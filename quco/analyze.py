@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from quco.corpus.base import DEFAULT_WINDOW, CoocMode, CorpusStats
 from quco.nlp.sentences import sentence_spans
 from quco.protocols import ClaimExtractor, Extractor, Scorer
-from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals
+from quco.risk.features import ClaimCount, EntityCount, Novelty, PairCount, Signals
 from quco.types import Claim, Confidence, Count, Entity, Pair
 
 
@@ -82,6 +82,9 @@ class Analyzer:
         claim_extractor: extracts each sentence's claims (``None``: no claims,
             ``Signals.claims`` stays ``None``). An answer's claims are those of
             its sentences, with offsets in the answer.
+        ngrams: also measure each answer's n-gram novelty
+            (:func:`quco.corpus.ngrams.novelty_many`, batched over the items;
+            answer level only: ``Signals.novelty`` of sentences stays ``None``).
     """
 
     def __init__(
@@ -94,7 +97,9 @@ class Analyzer:
         mode: CoocMode = "window",
         per_sentence: bool = True,
         claim_extractor: ClaimExtractor | None = None,
+        ngrams: bool = False,
     ) -> None:
+        self.ngrams = ngrams
         self.claim_extractor = claim_extractor
         self.extractor = extractor
         self.stats = stats
@@ -189,6 +194,12 @@ class Analyzer:
             else {}
         )
 
+        novelty: list[Novelty | None] = [None] * len(items)
+        if self.ngrams:
+            from quco.corpus.ngrams import novelty_many
+
+            novelty = novelty_many(self.stats, [it.answer for it in items])
+
         def ec(es: Sequence[Entity]) -> tuple[EntityCount, ...]:
             return tuple(EntityCount(e, counts.get(e.text, Count(0))) for e in es)
 
@@ -209,7 +220,7 @@ class Analyzer:
             q_ec = ec(q_ents)
             item_claims = claims[i] if claims is not None else None
             a_claims = cc([c for per in item_claims for c in per]) if item_claims is not None else None
-            signals = Signals(q_ec, ec(a_ents), ec(new), pc(pairs), conf, self.window, a_claims)
+            signals = Signals(q_ec, ec(a_ents), ec(new), pc(pairs), conf, self.window, a_claims, novelty[i])
             s_out = []
             for j, ((a, b), s_ents, s_new, s_pairs) in enumerate(sents):
                 s_conf = slice_confidence(conf, it.answer, a, b) if conf is not None else None

@@ -35,6 +35,42 @@ class FakeCorpus(CorpusStats):
         self.fail = fail
         self.queries = 0
 
+    def tokenize_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word ids (a word the corpus lacks gets an id no document holds)."""
+        vocab = self._vocab()
+        out = []
+        for t in texts:
+            ids = []
+            for w in _words(t):
+                if w not in vocab:
+                    vocab[w] = len(vocab)
+                ids.append(vocab[w])
+            out.append(ids)
+        return out
+
+    def count_ids_many(self, seqs: Sequence[Sequence[int]]) -> list[int]:
+        """Occurrences of word-id sequences, by brute force."""
+        vocab = self._vocab()
+        docs = [[vocab[w] for w in d] for d in self.docs]
+        out = []
+        for s in seqs:
+            q, n = list(s), len(s)
+            out.append(sum(1 for d in docs for i in range(len(d) - n + 1) if n and d[i : i + n] == q))
+        return out
+
+    def _vocab(self) -> dict[str, int]:
+        if not hasattr(self, "_ids"):
+            self._ids: dict[str, int] = {}
+            for d in self.docs:
+                for w in d:
+                    self._ids.setdefault(w, len(self._ids))
+        return self._ids
+
+    @property
+    def tokens(self) -> int:
+        """Word tokens in the corpus (its size, for thresholds given as rates)."""
+        return sum(len(d) for d in self.docs)
+
     def _positions(self, term: str) -> list[tuple[int, int]]:
         t = _words(term)
         out = []

@@ -300,7 +300,8 @@ def test_report_is_self_contained_and_escaped(tmp_path: Path, fake_auditor: Audi
     assert "<script>alert" not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "Who is &lt;b&gt;X&lt;/b&gt;?" in page
     assert "http://" not in page and "https://" not in page  # no network
-    assert page.count("data:image/png;base64,") == 3  # histogram, ROC, reliability
+    assert page.count("data:image/png;base64,") == 4  # risk and coverage histograms, ROC, reliability
+    assert 'id="coverage"' in page and "flag rate" in page
     assert "Detector metrics" in page and "ROC-AUC" in page
     table = page[page.index('id="answers"') :]
     assert table.count('<tr><td class="num">') == 3  # the table keeps the top 3 of 4
@@ -315,7 +316,7 @@ def test_report_without_labels_has_no_roc(tmp_path: Path, fake_auditor: Auditor)
     out = tmp_path / "out.jsonl"
     run_audit(src, out, fake_auditor, batch_size=2, progress=False)
     page = build_report(out, tmp_path / "r.html").read_text(encoding="utf-8")
-    assert page.count("data:image/png;base64,") == 1 and "Detector metrics" not in page
+    assert page.count("data:image/png;base64,") == 2 and "Detector metrics" not in page  # risk, coverage
 
 
 # ---------------------------------------------------------- CLI, real index

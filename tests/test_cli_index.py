@@ -195,3 +195,15 @@ def test_index_info(capsys, small_index, tiny_corpus_docs):
     info = json.loads(out)
     assert info["documents"] == len(tiny_corpus_docs) and info["n_shards"] >= 3
     assert info["files_ok"] and 1 < info["corpus_bytes_per_token"] < 10
+
+
+def test_index_info_prints_the_paper_rate_scaled_to_the_index(capsys, small_index, small_stats):
+    tokens = small_stats.manifest.tokens
+    rc, out, _ = run(capsys, "index", "info", str(small_index))
+    assert rc == 0
+    line = next(x for x in out.splitlines() if x.startswith("τ_entity"))
+    assert "1000 in use" in line and "1e3@4e12" in line and f"{1000 * tokens / 4e12:.4g}" in line
+    rc, out, _ = run(capsys, "index", "info", str(small_index), "--json")
+    th = json.loads(out)["thresholds"]
+    assert th["tau_entity_default"] == 1000 and th["tau_cooc_default"] == 1
+    assert th["tau_entity_paper_rate"] == pytest.approx(1000 * tokens / 4e12)

@@ -321,3 +321,21 @@ def test_ablation_selection_is_parsed_and_validated() -> None:
     assert _ablation_kinds("") == ()
     with pytest.raises(BadInputError):
         _ablation_kinds("corpus,temperature")
+
+
+def test_ngram_ablation_fits_the_data_side_without_and_with_novelty(tmp_path) -> None:
+    from quco.evaluation.run import DetectorEvalConfig, run_detectors_eval
+
+    comp, _ = _fake_components(range(0, 30))
+    cfg = DetectorEvalConfig(out=tmp_path, rows=range(0, 30), index="fake", ablations=True, n_boot=0,
+                             n_boot_ablation=20, progress=False, ablation_kinds=("ngram",))
+    doc = run_detectors_eval(cfg, comp)
+    ng = doc["ablations"]["ngram"]
+    assert set(ng) == {"without", "with"} and ng["with"]["n"] == ng["without"]["n"]
+    assert ng["with"]["ngrams"] and not ng["without"]["ngrams"]
+    # the novelty features change the fitted data side (the fake corpus counts word n-grams exactly)
+    assert ng["with"]["detectors"]["data"]["roc_auc"] != ng["without"]["detectors"]["data"]["roc_auc"]
+    assert "N-gram novelty" in (tmp_path / "detectors.md").read_text()
+    from quco.cli.eval_detectors_cmd import _ablation_kinds
+
+    assert _ablation_kinds("ngram,claims") == ("ngram", "claims")

@@ -72,7 +72,7 @@ def test_answer_with_the_report(answer: Any, llama_upstream: Upstream) -> None:
     s1 = report["stage1"]
     assert s1["entities"][0]["text"] == "Marie Curie" and s1["retrieved"] and report["retrievals"] >= 1
     assert any("Curie" in d["text"] for d in s1["documents"])
-    assert report["coverage"] == {"entities": 1, "in_corpus": 1, "share": 1.0}
+    assert report["coverage"] == {"known": 1, "total": 1, "share": 1.0, "floor": 0.5, "verdict": "covered"}
     # the upstream's own token logprobs are the confidence side: one per generated token
     conf = report["confidence"]
     assert conf["source"] == "model" and conf["n_tokens"] == answer.usage.completion_tokens

@@ -37,6 +37,7 @@ OUTPUT_KEYS = frozenset(
     {
         "id", "line", "question", "answer", "label", "risk", "flagged", "risk_policy", "verdicts",
         "question_entities", "answer_entities", "pairs", "sentences", "confidence", "context", "claims",
+        "coverage", "novelty",
     }
 )  # fmt: skip
 
@@ -229,7 +230,8 @@ class Auditor:
 
     def record(self, row: AuditRow, a: Analysis) -> dict[str, Any]:
         """The output record of one analysed row."""
-        verdicts = self.judge.judge(a.signals)
+        cov = self.judge.coverage(a.signals)
+        verdicts = self.judge.judge(a.signals, cov)
         head = self.judge.headline
         rec: dict[str, Any] = {"id": row.id, "line": row.line, "question": row.question, "answer": row.answer}
         if row.label is not None:
@@ -239,6 +241,9 @@ class Auditor:
         rec["flagged"] = bool(top.flagged)
         rec["risk_policy"] = head
         rec["verdicts"] = {k: _risk_dict(v) for k, v in verdicts.items()}
+        rec["coverage"] = cov.to_dict()
+        if a.signals.novelty is not None:
+            rec["novelty"] = a.signals.novelty.to_dict()
         new_keys = {ec.entity.key for ec in a.signals.new_answer_entities}
         rec["question_entities"] = [_ent_dict(ec) for ec in a.signals.question_entities]
         rec["answer_entities"] = [
@@ -249,7 +254,8 @@ class Auditor:
             rec["claims"] = [claim_dict(cc) for cc in a.signals.claims]
         sents = []
         for s in a.sentences:
-            sv = self.judge.judge(s.signals)
+            s_cov = self.judge.coverage(s.signals)
+            sv = self.judge.judge(s.signals, s_cov)
             sents.append(
                 {
                     "text": s.text,
@@ -258,6 +264,7 @@ class Auditor:
                     "risk": _num(sv[head].probability),
                     "flagged": bool(sv[head].flagged),
                     "verdicts": {k: _risk_dict(v) for k, v in sv.items()},
+                    "coverage": s_cov.to_dict(),
                     "entities": [_ent_dict(ec, offset=s.start) for ec in s.signals.answer_entities],
                     "pairs": [_pair_dict(pc) for pc in s.signals.pairs],
                     **({"claims": [claim_dict(cc) for cc in s.signals.claims]} if s.signals.claims is not None else {}),

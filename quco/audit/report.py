@@ -6,6 +6,8 @@ of any size. The page (no network: inline CSS and JS, figures as base64 PNGs
 drawn with matplotlib's Agg canvas) shows:
 
 - a summary: answers, bad rows, labels, share flagged per policy;
+- coverage (:mod:`quco.audit.coverage_report`): its distribution, the flag
+  rate per coverage band, and a warning when most answers are out of coverage;
 - the risk distribution (histogram, split by label when labels are present);
 - with labels of both classes: ROC curves per policy, a reliability diagram,
   and the metrics of ``quco eval detectors``
@@ -33,6 +35,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from quco.audit.coverage_report import CoverageAcc, coverage_section
 from quco.audit.runner import side_paths
 from quco.errors import BadInputError
 
@@ -59,8 +62,10 @@ class _Acc:
     headline: str = "quco"
     heap: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
     bad_json: int = 0
+    coverage: CoverageAcc = field(default_factory=CoverageAcc)
 
     def add(self, rec: Mapping[str, Any]) -> None:
+        self.coverage.add(rec)
         i = self.n
         self.n += 1
         r = _f(rec.get("risk"))
@@ -468,6 +473,7 @@ def build_report(
     b.append("</div>")
     if acc.bad_json:
         b.append(f'<p class="small">{acc.bad_json} unreadable line(s) in the audit output were ignored.</p>')
+    b.append(coverage_section(acc.coverage, acc.headline))
     # figures
     b.append('<h2 id="figures">Figures</h2><div class="figs">')
     if acc.n:

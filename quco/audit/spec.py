@@ -17,6 +17,8 @@ from typing import Any
 from quco.audit.records import Auditor, MemoExtractor
 from quco.audit.verdicts import Judge, default_judge
 from quco.corpus.base import DEFAULT_WINDOW, CorpusStats
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, Thresholds, resolve
 
 #: counts kept in memory by each auditor
 CACHE_SIZE = 200_000
@@ -40,6 +42,14 @@ class AuditSpec:
             (``"triplets"``: triplets and tuples) or every entity pair (``"pairs"``).
         cache: a sqlite file that keeps corpus counts across runs (shared by
             every process that builds from this spec).
+        tau_entity: the ``quco`` verdict's τ_entity (a count or a rate
+            ``COUNT@TOKENS``, scaled to the index when the auditor is built).
+        tau_cooc: its τ_cooc (a count or a rate).
+        coverage_floor: below this share of known named entities an answer
+            is ``out_of_coverage``.
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"``
+            (:mod:`quco.audit.verdicts`).
+        ngrams: also compute the answers' n-gram novelty (:mod:`quco.corpus.ngrams`).
     """
 
     index: str
@@ -49,10 +59,30 @@ class AuditSpec:
     window: int = DEFAULT_WINDOW
     claims: str = "triplets"
     cache: str | None = None
+    tau_entity: str = DEFAULT_ENTITY
+    tau_cooc: str = DEFAULT_COOC
+    coverage_floor: float = DEFAULT_FLOOR
+    on_out_of_coverage: str = DEFAULT_ACTION
+    ngrams: bool = False
 
-    def judge(self) -> Judge:
+    def thresholds(self, stats: CorpusStats | None = None) -> Thresholds:
+        """The effective thresholds (rates scaled to ``stats``'s token count).
+
+        Raises:
+            BadInputError: a bad spec, or a rate for an index of unknown size.
+        """
+        return resolve(self.tau_entity, self.tau_cooc, stats=stats)
+
+    def judge(self, thresholds: Thresholds | None = None) -> Judge:
         """The policies of this audit (``quco``; ``flare`` with a model; ``combined`` with a scorer)."""
-        return default_judge(model=self.model is not None, combined=self.combined, claims=self.claims)
+        return default_judge(
+            model=self.model is not None,
+            combined=self.combined,
+            claims=self.claims,
+            thresholds=thresholds,
+            coverage_floor=self.coverage_floor,
+            on_out_of_coverage=self.on_out_of_coverage,
+        )
 
     def open_stats(self) -> CorpusStats:
         """The corpus backend behind an in-memory (and, with ``cache``, on-disk) count cache."""
@@ -82,8 +112,8 @@ class AuditSpec:
         try:
             memo = MemoExtractor(extractor)
             claim_ex = memo.claim_extractor() if self.claims == "triplets" else None
-            analyzer = Analyzer(memo, stats, window=self.window, claim_extractor=claim_ex)
-            return Auditor(analyzer, self.judge(), scorer=scorer), stats
+            analyzer = Analyzer(memo, stats, window=self.window, claim_extractor=claim_ex, ngrams=self.ngrams)
+            return Auditor(analyzer, self.judge(self.thresholds(stats)), scorer=scorer), stats
         except BaseException:
             stats.close()
             raise
@@ -97,10 +127,22 @@ class AuditSpec:
             index_id = ",".join(str(Path(p).resolve()) for p in self.index.split(","))
         else:
             index_id = str(Path(self.index).resolve())
-        return {
+        out: dict[str, Any] = {
             "index": index_id,
             "model": self.model,
             "window": self.window,
             "policies": list(self.judge().names),
             "claims": self.claims,
         }
+        # recorded only when they differ from the defaults, so runs started before they existed still resume
+        extra = {
+            "tau_entity": (self.tau_entity, DEFAULT_ENTITY),
+            "tau_cooc": (self.tau_cooc, DEFAULT_COOC),
+            "coverage_floor": (self.coverage_floor, DEFAULT_FLOOR),
+            "on_out_of_coverage": (self.on_out_of_coverage, DEFAULT_ACTION),
+            "ngrams": (self.ngrams, False),
+        }
+        for k, (v, default) in extra.items():
+            if v != default:
+                out[k] = v
+        return out

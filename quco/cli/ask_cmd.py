@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quco._deps import require
+from quco.cli._data_options import add_data_options, data_kwargs
 from quco.errors import BadInputError, QucoError
 from quco.guard.rules import POLICIES
 from quco.prompts import PROMPTS
@@ -48,6 +49,7 @@ def register(sub: Any) -> None:
         default="open",
         help="corpus failures: skip the check (open), treat as risky (closed) or stop (raise)",
     )
+    add_data_options(p)
     p.set_defaults(func=run)
 
 
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.question.strip():
         raise BadInputError("the question is empty")
+    data = data_kwargs(args)  # a bad spec fails before any model is loaded
     index, retriever = resolve_locations(args.policy, args.index, args.retriever)
     guard = build_guard(
         policy=args.policy,
@@ -92,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         on_backend_error=args.on_backend_error,
         prompt=args.prompt,
         claims=args.claims,
+        **data,
     )
     result = guard.answer(args.question)
     if args.json:
@@ -122,10 +126,16 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
         f"[bold]Prompt:[/bold] {result.prompt}   [bold]Claims:[/bold] {result.claims}"
     )
 
+    if result.thresholds is not None:
+        con.print(f"[bold]Thresholds:[/bold] {result.thresholds.describe()}")
+        con.print(f"[bold]Out of coverage:[/bold] {result.on_out_of_coverage}")
+
     s1 = result.stage1
     if s1.risk is not None:
         ents = ", ".join(f"{e.entity.text} ({e.count.value}{'~' if e.count.approx else ''})" for e in s1.entities) or "none"
         lines = [f"entities: {ents}", f"risk: {_risk_text(s1.risk)}"]
+        if s1.coverage is not None:
+            lines.append(f"coverage: {s1.coverage.describe()}")
         lines += [f"  - {r.message}" for r in s1.risk.reasons]
         if s1.retrieval is not None:
             lines.append(f"retrieved with: {s1.retrieval.query!r}")
@@ -137,6 +147,8 @@ def render_trace(result: Any, *, console: Any = None, passage_chars: int = 160) 
         table.add_column(col, overflow="fold")
     for s in result.sentences:
         reasons = "\n".join(f"- {r.message}" for r in (s.risk.reasons if s.risk else ()))
+        if s.coverage is not None and s.coverage.out_of_coverage and "out_of_coverage" not in reasons:
+            reasons = f"- {s.coverage.describe()}\n{reasons}".strip()
         claims = "\n".join(f"{c.claim.describe()} ({c.count.value}{'~' if c.count.approx else ''})" for c in s.claims) or "-"
         text = s.text if not s.rewritten else f"{s.text}\n[dim]draft: {s.draft}[/dim]"
         if s.retrieval is not None:

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quco.cli._data_options import add_data_options, data_kwargs
 from quco.corpus.base import DEFAULT_WINDOW
 
 #: exit statuses above this mean "this many bad rows or more"
@@ -21,7 +22,9 @@ output: one JSON line per good row, in input order: risk (the 'combined'
 probability when there is one, else the 'quco' score), the verdict of each
 policy (quco; flare and combined with a model), per-sentence risks with their
 reasons, the entities and pairs with their corpus counts and, with context,
-which answer entities the context contains. Policies: quco = QuCo's corpus
+which answer entities the context contains, and the coverage (the share of
+named entities the index knows; below --coverage-floor the data-side verdicts
+are out_of_coverage and --on-out-of-coverage decides their flag). Policies: quco = QuCo's corpus
 rules; flare = FLARE's token-probability rule (needs the model); combined = the
 packaged fitted scorer, or the one given with --risk-model (fit your own on
 labelled answers like yours with 'quco calibrate'; with --no-model it must use
@@ -129,6 +132,12 @@ def register(sub: Any) -> None:
         help="with --engine ray: actors, each loading the extractor, index and model once "
         "(default: the cluster's CPUs)",
     )
+    p.add_argument(
+        "--ngrams",
+        action="store_true",
+        help="also measure each answer's n-gram novelty in the index (local indexes; see 'novelty' in the output)",
+    )
+    add_data_options(p)
     p.add_argument("--restart", action="store_true", help="ignore an interrupted run's state and start over")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -168,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--address and --workers go with --engine ray")
     if args.workers is not None and args.workers < 1:
         raise BadInputError(f"--workers must be positive, got {args.workers}")
+    data = data_kwargs(args)
     location = _index_location(args.index)
     remote = location.startswith(("http://", "https://"))
     if args.remote_index and (not remote or "," in location):
@@ -203,6 +213,11 @@ def run(args: argparse.Namespace) -> int:
         window=args.window,
         claims=args.claims,
         cache=str(Path(args.cache).resolve()) if args.cache else None,
+        tau_entity=data["entity_threshold"].spec,
+        tau_cooc=data["cooc_threshold"].spec,
+        coverage_floor=data["coverage_floor"],
+        on_out_of_coverage=data["on_out_of_coverage"],
+        ngrams=args.ngrams,
     )
     settings = spec.settings()
     if args.risk_model:  # another scorer gives other risks: no resuming across it
@@ -218,6 +233,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         auditor, stats = spec.build()
         engine = LocalEngine(auditor)
+    th = spec.thresholds(stats) if stats is not None else None
+    if th is None:  # the Ray engine's actors resolve them; the driver reads the size itself
+        from quco.corpus import open_stats
+
+        probe = open_stats(location, **({"index": args.remote_index} if args.remote_index else {}))
+        try:
+            th = spec.thresholds(probe)
+        finally:
+            probe.close()
     try:
         summary = run_audit(
             args.input,
@@ -235,6 +259,13 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(
         f"quco: audited {summary.audited} answers{resumed} -> {summary.out} "
         f"({summary.answers_per_s:.1f} answers/s this run)\n"
+    )
+    from quco.audit.coverage_report import coverage_summary
+
+    cov = coverage_summary(summary.out)
+    sys.stderr.write(
+        f"quco: thresholds {th.describe()}; {cov.out_of_coverage} of {cov.n} answers out of coverage "
+        f"(floor {spec.coverage_floor:g}, action {spec.on_out_of_coverage})\n"
     )
     if args.report:
         from quco.audit.report import build_report

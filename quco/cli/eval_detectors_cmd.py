@@ -41,7 +41,8 @@ def register(evalsub: Any) -> None:
                    help="the data side and the QuCo rule read each answer's claims (triplets and tuples; "
                    "default) or every entity pair")
     p.add_argument("--ablations", nargs="?", const="corpus,window,model,claims", default="", metavar="LIST",
-                   help="also run ablations: corpus, window, model, claims, comma-separated (alone: all four; "
+                   help="also run ablations: corpus, window, model, claims, ngram, comma-separated (alone: the first four; "
+                   "ngram fits the data side and combined without and with the n-gram novelty features; "
                    "the model ablation regenerates every answer with the second model; claims rates the "
                    "QuCo rule and the fitted data side in triplet and pair mode on the same rows)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")

@@ -11,6 +11,7 @@ import shlex
 import sys
 from typing import Any
 
+from quco.cli._data_options import add_data_options, data_kwargs, is_default
 from quco.errors import BadInputError
 from quco.guard.rules import POLICIES as ALL_POLICIES
 from quco.prompts import PROMPTS
@@ -46,6 +47,7 @@ def register(evalsub: Any) -> None:
                    help="most tokens per sentence (default: 32 for short, 48 for cot)")
     p.add_argument("--no-prefix-cache", action="store_true",
                    help="read the whole context again for every sentence (for timing the KV cache)")
+    add_data_options(p)
     p.add_argument("--out", required=True, help="output folder for qa.json, qa.md and per-row results")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from quco.guard.factory import load_extractor, load_generator, open_corpus, open_retrieval
 
     policies = parse_policies(args.policies)
+    data = data_kwargs(args)
     rows = load_halueval_qa(parse_rows(args.rows))
     if not rows:
         raise BadInputError(f"--rows {args.rows} selects no HaluEval QA row")
@@ -96,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             claims=args.claims,
             claim_extractor=claim_extractor if p in ("quco", "combined") else None,
+            **data,
         )
         for p in policies
     }
@@ -111,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         "claims": args.claims,
         "prefix_cache": not args.no_prefix_cache,
     }
+    if not is_default(data):  # recorded only when set, so runs started before these options still resume
+        config.update(
+            tau_entity=data["entity_threshold"].spec,
+            tau_cooc=data["cooc_threshold"].spec,
+            coverage_floor=data["coverage_floor"],
+            on_out_of_coverage=data["on_out_of_coverage"],
+        )
     parts = ["quco eval qa", "--rows", args.rows, "--policies", ",".join(policies), "--prompt", args.prompt]
     if args.claims != "triplets":
         parts += ["--claims", args.claims]
@@ -119,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
             parts += [flag, value]
     if args.no_prefix_cache:
         parts.append("--no-prefix-cache")
+    if not is_default(data):
+        parts += ["--tau-entity", data["entity_threshold"].spec, "--tau-cooc", data["cooc_threshold"].spec,
+                  "--coverage-floor", f"{data['coverage_floor']:g}", "--on-out-of-coverage", data["on_out_of_coverage"]]
     parts += ["--out", args.out]
     command = " ".join(shlex.quote(x) if i else x for i, x in enumerate(parts))
     summary = run_qa(rows, guards, args.out, config=config, command=command, fresh=args.fresh, progress=not args.no_progress)

@@ -148,6 +148,20 @@ def info_dict(index_dir: str) -> dict[str, Any]:
         "corpus_bytes_per_token": round(corpus_bytes / m.tokens, 3) if m.tokens else None,
         "files_ok": not problems,
         "problems": problems,
+        "thresholds": _thresholds(m.tokens),
+    }
+
+
+def _thresholds(tokens: int) -> dict[str, Any]:
+    """The data side's thresholds for this index: the defaults in use and the paper's rate scaled to it."""
+    from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, PAPER_ENTITY_RATE, Threshold
+
+    paper = Threshold.parse(PAPER_ENTITY_RATE)
+    return {
+        "tau_entity_default": Threshold.parse(DEFAULT_ENTITY).effective(tokens),
+        "tau_cooc_default": Threshold.parse(DEFAULT_COOC).effective(tokens),
+        "paper_entity_rate": PAPER_ENTITY_RATE,
+        "tau_entity_paper_rate": paper.effective(tokens) if tokens else None,
     }
 
 
@@ -156,6 +170,7 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(d) + "\n")
     else:
+        th = d["thresholds"]
         lines = [
             f"index        {d['path']}",
             f"format       {d['format_version']} (quco {d['quco_version']}, built {d['built_at']} "
@@ -176,6 +191,11 @@ def run_info(args: argparse.Namespace) -> int:
             f"sources      {len(d['sources'])} file(s), {d['corpus_bytes']} bytes, "
             f"{d['corpus_bytes_per_token']} bytes/token; {d['bad_rows']} bad row(s) skipped",
             f"index size   {d['index_bytes']} bytes",
+            f"τ_entity     {th['tau_entity_default']:g} in use (the default, absolute); the paper's rate "
+            f"{th['paper_entity_rate']} is "
+            + (f"{th['tau_entity_paper_rate']:.4g}" if th["tau_entity_paper_rate"] is not None else "undefined")
+            + f" at this index (--tau-entity {th['paper_entity_rate']})",
+            f"τ_cooc       {th['tau_cooc_default']:g} in use (the default: a claim whose head and tail never co-occur)",
             "files        "
             + ("all present with the recorded sizes" if d["files_ok"] else "; ".join(d["problems"])),
         ]

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from quco.cli._data_options import add_data_options, data_kwargs
 from quco.errors import BadInputError
 
 
@@ -43,6 +44,7 @@ def register(subparsers: Any) -> None:
         "--on-backend-error", choices=("open", "closed", "raise"), default="open",
         help="corpus failures: skip the check (open), treat as risky (closed) or fail the request (raise)",
     )  # fmt: skip
+    add_data_options(p)
     p.set_defaults(func=run)
 
 
@@ -58,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError(f"--port must be within 0..65535, not {args.port}")
     if args.max_body_bytes < 1024:
         raise BadInputError("--max-body-bytes must be at least 1024")
+    data = data_kwargs(args)
     index, retriever = resolve_locations(args.policy, args.index, args.retriever)
     need_corpus = args.policy in ("quco", "combined")
     guard = AnswerGuard(
@@ -68,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
         on_risk=args.on_risk,
         k=args.k,
         on_backend_error=args.on_backend_error,
+        **data,
     )
     app = build_app(args.upstream, guard, timeout=args.timeout, top_logprobs=args.top_logprobs, logprobs=args.logprobs, max_body_bytes=args.max_body_bytes)
     sys.stderr.write(
         f"quco: proxy for {args.upstream} at http://{args.host}:{args.port}/v1 "
-        f"(policy {args.policy}, on_risk {args.on_risk}; Ctrl-C to stop)\n"
+        f"(policy {args.policy}, on_risk {args.on_risk}"
+        + (f"; {guard.thresholds.describe()}" if need_corpus else "")
+        + "; Ctrl-C to stop)\n"
     )
     sys.stderr.flush()
     uvicorn.run(app, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")

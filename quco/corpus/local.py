@@ -224,6 +224,17 @@ class LocalStats(CorpusStats):
             self._find_cache[key] = found
         return found[0], list(found[1])
 
+    def tokenize_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text in the index's tokenizer, with a leading space (as inside a document)."""
+        if not texts:
+            return []
+        enc = encode_ids(self.tokenizer, [" " + t.strip() for t in texts])
+        return [[int(i) for i in ids] if t.strip() else [] for t, ids in zip(texts, enc, strict=True)]
+
+    def count_ids_many(self, seqs: Sequence[Sequence[int]]) -> list[int]:
+        """Exact counts of token sequences (the n-gram lookups of :mod:`quco.corpus.ngrams`)."""
+        return [self._find(s)[0] for s in seqs]
+
     def count_ids(self, ids: Sequence[int]) -> Count:
         """Exact count of one token sequence (see :meth:`_find`)."""
         return Count(self._find(ids)[0], False)

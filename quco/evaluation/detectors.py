@@ -42,7 +42,14 @@ from quco.evaluation.collect import EvalItem
 from quco.evaluation.cv import N_FOLDS, SplitHook, cross_val_proba, group_folds
 from quco.evaluation.metrics import evaluate_detector
 from quco.risk.combined import RiskScorer, fit_logistic
-from quco.risk.features import ALL_FEATURES, CLAIM_FEATURES, CONFIDENCE_FEATURES, DATA_FEATURES, data_features
+from quco.risk.features import (
+    ALL_FEATURES,
+    CLAIM_FEATURES,
+    CONFIDENCE_FEATURES,
+    DATA_FEATURES,
+    NGRAM_FEATURES,
+    data_features,
+)
 from quco.risk.policies import FlarePolicy, QucoPolicy
 
 #: the three cross-validated models compared on equal terms (entity-pair mode; see :func:`fitted_features`)
@@ -55,9 +62,14 @@ FITTED: dict[str, tuple[str, ...]] = {
 SINGLES: tuple[str, ...] = ("mean_logprob", "min_prob", "max_entropy", "seq_logprob") + DATA_FEATURES + CLAIM_FEATURES
 
 
-def fitted_features(claims: str = "pairs") -> dict[str, tuple[str, ...]]:
-    """The features of ``data``, ``confidence`` and ``combined`` in a claims mode (``"pairs"``: :data:`FITTED`)."""
-    data = data_features(claims)
+def fitted_features(claims: str = "pairs", *, ngrams: bool = False) -> dict[str, tuple[str, ...]]:
+    """The features of ``data``, ``confidence`` and ``combined`` in a claims mode (``"pairs"``: :data:`FITTED`).
+
+    ``ngrams``: the data side (and so ``combined``) also gets the n-gram
+    novelty features (:data:`~quco.risk.features.NGRAM_FEATURES`; the
+    ``ngram`` ablation).
+    """
+    data = data_features(claims) + (NGRAM_FEATURES if ngrams else ())
     return {"data": data, "confidence": CONFIDENCE_FEATURES, "combined": data + CONFIDENCE_FEATURES}
 #: a-priori sign of each raw feature: +1 when a higher value means more risk
 SIGN: dict[str, float] = {
@@ -65,6 +77,7 @@ SIGN: dict[str, float] = {
     "pair_cooc_min": -1, "pair_cooc_max": -1, "zero_cooc": 1, "n_pairs": 1, "n_entities": 1,
     "any_approx": 1, "mean_logprob": -1, "min_prob": -1, "max_entropy": 1, "seq_logprob": -1,
     "length": 1, "claim_cooc_min": -1, "zero_claim": 1, "n_claims": 1, "tuple_head_min": -1,
+    "ngram_novel_share": 1, "ngram_longest_match": -1,
 }
 RULES = ("quco_rule", "quco_stage1", "quco_stage2", "flare")
 BASELINES = ("length", "random")
@@ -151,6 +164,7 @@ def score_detectors(
     scorer_options: Mapping[str, Any] | None = None,
     fixed_models: Mapping[str, RiskScorer] | None = None,
     claims: str = "pairs",
+    ngrams: bool = False,
 ) -> DetectorRun:
     """Cross-validated (or rule) scores of every detector.
 
@@ -166,6 +180,7 @@ def score_detectors(
             the shipped default model on rows it was not fitted on.
         claims: the data side's claims mode (``"pairs"`` or ``"triplets"``):
             the ``data``/``combined`` features and the QuCo rule's stage 2.
+        ngrams: fit ``data`` and ``combined`` with the n-gram novelty features too.
     """
     y = np.asarray([it.label for it in items], dtype=int)
     groups = [it.group for it in items]
@@ -184,7 +199,7 @@ def score_detectors(
         run.kinds[name] = kind
         run.features[name] = tuple(names)
 
-    for name, names in fitted_features(claims).items():
+    for name, names in fitted_features(claims, ngrams=ngrams).items():
         fitted(name, names, "fitted")
     for f in singles:
         if not np.isfinite(_matrix(feats, (f,))).any():
@@ -285,8 +300,12 @@ def evaluate_slices(
     singles: Sequence[str] = SINGLES,
     fixed_models: Mapping[str, RiskScorer] | None = None,
     claims: str = "pairs",
+    ngrams: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DetectorRun]]:
-    """Metrics per slice (each slice cross-validated on its own rows) and the runs behind them."""
+    """Metrics per slice (each slice cross-validated on its own rows) and the runs behind them.
+
+    ``ngrams``: fit ``data`` and ``combined`` with the n-gram novelty features too.
+    """
     results: dict[str, dict[str, Any]] = {}
     runs: dict[str, DetectorRun] = {}
     for name, keep in slices_for(protocol).items():
@@ -304,7 +323,7 @@ def evaluate_slices(
             entry["skipped"] = "fewer than two questions or only one label"
         else:
             run = score_detectors(sub, [feats[i] for i in idx], n_splits=n_splits, seed=seed, singles=singles,
-                                  fixed_models=fixed_models, claims=claims)
+                                  fixed_models=fixed_models, claims=claims, ngrams=ngrams)
             entry["detectors"] = metrics_of(run, n_boot=n_boot, seed=seed)
             runs[name] = run
         results[name] = entry

@@ -7,7 +7,7 @@ from typing import Any
 
 ORDER = ("combined", "data", "confidence", "shipped", "quco_rule", "quco_stage1", "quco_stage2", "flare", "length", "random")
 #: detectors shown per ablation kind (claims: the detectors the claims mode changes)
-ABLATION_COLUMNS = {"claims": ("data", "combined", "quco_rule", "quco_stage2")}
+ABLATION_COLUMNS = {"claims": ("data", "combined", "quco_rule", "quco_stage2"), "ngram": ("data", "combined")}
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -84,7 +84,8 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
     if ab:
         parts.append("## Ablations (headline slice; ROC-AUC [95% CI])\n")
         titles = {"corpus": "Corpus coverage", "window": "Co-occurrence window", "model": "Model",
-                  "claims": "Claims: triplets and tuples vs entity pairs (same rows, same features)"}
+                  "claims": "Claims: triplets and tuples vs entity pairs (same rows, same features)",
+                  "ngram": "N-gram novelty: the data side without and with it"}
         for k, v in ab.items():
             parts.append(_ablation_table(titles.get(k, k), v, ABLATION_COLUMNS.get(k, ())))
     t = doc.get("timing")

@@ -48,7 +48,7 @@ WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000
 #: detectors shown in ablation tables
 ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
 #: ablation kinds of ``--ablations``
-ABLATION_KINDS = ("corpus", "window", "model", "claims")
+ABLATION_KINDS = ("corpus", "window", "model", "claims", "ngram")
 
 
 def prompt_for(model: str | None) -> PromptFn:
@@ -161,7 +161,8 @@ class DetectorEvalConfig:
         model: language model (packaged alias, HF id or path); None = default.
         window: co-occurrence window in tokens, or None for document mode.
         ablations: also run ablations.
-        ablation_kinds: which: "corpus", "window", "model", "claims".
+        ablation_kinds: which: "corpus", "window", "model", "claims", "ngram" (the data
+            side and combined fitted without and with the n-gram novelty features).
         claims: the data side's claims mode for the headline (``"triplets"``:
             each sentence's claims, the paper; ``"pairs"``: every entity pair).
             Both are computed on every run; the ``claims`` ablation rates both.
@@ -219,16 +220,16 @@ def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> lis
 
 
 def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalItem], index: str,
-              window: int | None, mode: str) -> list[dict[str, float]]:
+              window: int | None, mode: str, *, ngrams: bool = False) -> list[dict[str, float]]:
     analyzer = Analyzer(comp.extractor(), comp.stats(index), window=window, mode=mode, per_sentence=False,  # type: ignore[arg-type]
-                        claim_extractor=comp.claim_extractor())
+                        claim_extractor=comp.claim_extractor(), ngrams=ngrams)
     return analyze_items(items, analyzer, progress=cfg.progress)
 
 
 def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
-              n_boot: int, claims: str | None = None) -> dict[str, Any]:
+              n_boot: int, claims: str | None = None, ngrams: bool = False) -> dict[str, Any]:
     slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
-                                n_splits=cfg.folds, singles=(), claims=claims or cfg.claims)
+                                n_splits=cfg.folds, singles=(), claims=claims or cfg.claims, ngrams=ngrams)
     first = next(iter(slices.values()))
     return {
         "n": first["n"],
@@ -369,12 +370,19 @@ def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str
 
 def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
                   feats: list[dict[str, float]]) -> dict[str, Any]:
-    """Corpus coverage, co-occurrence window, model and claims ablations (headline slice, smaller bootstrap)."""
+    """Corpus coverage, co-occurrence window, model, claims and n-gram ablations (headline slice, smaller bootstrap)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
     kinds = cfg.ablation_kinds
     if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
         out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
+    if "ngram" in kinds:  # the data side (and combined) fitted without and with the n-gram novelty features
+        mode = "doc" if cfg.window is None else "window"
+        f_ng = _features(cfg, comp, items, cfg.index, cfg.window, mode, ngrams=True)
+        out["ngram"] = {
+            "without": {"ngrams": False, **_headline(items, feats, cfg, nb)},
+            "with": {"ngrams": True, **_headline(items, f_ng, cfg, nb, ngrams=True)},
+        }
     # corpus coverage
     corpus: dict[str, Any] = {"with_knowledge": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
     nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None

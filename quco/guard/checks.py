@@ -36,8 +36,18 @@ from quco.guard.rules import (
 )
 from quco.guard.trace import Clock
 from quco.protocols import ClaimExtractor, Extractor, Retriever
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR, Coverage, check_action, check_floor, coverage_of
 from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals
-from quco.risk.policies import CLAIM_MODES, TUPLE_THRESHOLD
+from quco.risk.policies import CLAIM_MODES
+from quco.risk.thresholds import (
+    DEFAULT_COOC,
+    DEFAULT_ENTITY,
+    DEFAULT_TUPLE,
+    Threshold,
+    Thresholds,
+    ThresholdSpec,
+    resolve,
+)
 from quco.types import Claim, Confidence, Count, Document, Entity, Reason, Risk
 
 OnBackendError = Literal["open", "closed", "raise"]
@@ -60,6 +70,8 @@ class Verdict:
             ``(query,)`` otherwise); empty when the check did not fire.
         errors: backend failures met during the check (messages).
         action: what was done about them: ``"open"``, ``"closed"`` or ``""``.
+        coverage: the share of the check's named entities known to the corpus
+            (``None`` for policies without a data side).
     """
 
     risk: Risk | None = None
@@ -70,6 +82,7 @@ class Verdict:
     action: str = ""
     claims: tuple[ClaimCount, ...] = ()
     queries: tuple[str, ...] = ()
+    coverage: Coverage | None = None
 
     def __post_init__(self) -> None:
         if self.query is not None and not self.queries:
@@ -92,7 +105,9 @@ class Checker:
         extractor: entity extractor (needed by ``quco`` and ``combined``).
         stats: corpus backend (needed by ``quco`` and ``combined``).
         risk_model: fitted risk model (needed by ``combined``).
-        entity_threshold: QuCo stage-1 threshold on the mean entity count.
+        entity_threshold: QuCo stage-1 threshold τ_entity on the mean entity
+            count: an absolute count or a rate ``COUNT@TOKENS`` scaled to the
+            index (:class:`~quco.risk.thresholds.Threshold`).
         window: co-occurrence window in tokens.
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
@@ -104,8 +119,20 @@ class Checker:
             entity extractor's own (``extractor.claim_extractor()``, the
             spaCy :class:`~quco.nlp.claims.ClaimParser` sharing its pipeline).
         tuple_threshold: a (head, relation) tuple whose head occurs fewer
-            times is risky (paper: 20).
+            times is risky (paper: 20; a count or a rate).
+        cooc_threshold: τ_cooc: a triplet (pair) whose head and tail co-occur
+            fewer times is risky (paper: 1, i.e. never; a count or a rate).
+        thresholds: the thresholds already resolved for this index (a guard
+            resolves them once and passes them to each answer's checker);
+            when given, the three specs above are ignored.
         max_queries: most retrieval queries per flagged sentence (triplet mode).
+        coverage_floor: a check whose share of named entities known to the
+            corpus is below this is ``out_of_coverage`` (:mod:`quco.risk.coverage`).
+        on_out_of_coverage: what an ``out_of_coverage`` check does:
+            ``"retrieve"`` (default: risky, retrieve), ``"pass"`` (no
+            retrieval on the data side's account) or ``"confidence-only"``
+            (``quco``: FLARE's rule on the sentence; ``combined``: the model
+            with its data features neutral).
     """
 
     def __init__(
@@ -115,7 +142,7 @@ class Checker:
         stats: CorpusStats | None,
         *,
         risk_model: Any = None,
-        entity_threshold: float = 1000,
+        entity_threshold: ThresholdSpec = DEFAULT_ENTITY,
         window: int | None = 1000,
         theta: float = 0.4,
         risk_threshold: float = 0.5,
@@ -123,8 +150,12 @@ class Checker:
         clock: Clock | None = None,
         claims: str = "triplets",
         claim_extractor: ClaimExtractor | None = None,
-        tuple_threshold: float = TUPLE_THRESHOLD,
+        tuple_threshold: ThresholdSpec = DEFAULT_TUPLE,
         max_queries: int = 3,
+        cooc_threshold: ThresholdSpec = DEFAULT_COOC,
+        thresholds: Thresholds | None = None,
+        coverage_floor: float = DEFAULT_FLOOR,
+        on_out_of_coverage: str = DEFAULT_ACTION,
     ) -> None:
         if policy not in POLICIES:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -145,13 +176,25 @@ class Checker:
             claim_extractor = default_claim_extractor(extractor)
         self.claims = claims
         self.claim_extractor = claim_extractor
-        self.tuple_threshold = tuple_threshold
+        self.coverage_floor = check_floor(coverage_floor)
+        self.on_out_of_coverage = check_action(on_out_of_coverage)
+        uses_corpus = policy in ("quco", "combined")
+        #: the effective thresholds (rates scaled to the index's token count)
+        specs = (entity_threshold, cooc_threshold, tuple_threshold)
+        if thresholds is None:
+            parsed = [Threshold.parse(x) for x in specs]  # a bad spec fails under every policy
+            if not uses_corpus and any(t.is_rate for t in parsed):  # no index to scale to: not used anyway
+                parsed = [Threshold.parse(d) for d in (DEFAULT_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE)]
+            thresholds = resolve(*parsed, stats=stats if uses_corpus else None)
+        self.thresholds = thresholds
+        self.tuple_threshold = self.thresholds.tuple_head
+        self.cooc_threshold = self.thresholds.cooc
         self.max_queries = max_queries
         self.policy = policy
         self.extractor = extractor
         self.stats = stats
         self.risk_model = risk_model
-        self.entity_threshold = entity_threshold
+        self.entity_threshold = self.thresholds.entity
         self.window = window
         self.theta = theta
         self.risk_threshold = risk_threshold
@@ -252,18 +295,53 @@ class Checker:
             counts = self._counts(q_ents, errors)
         except _BackendFailure:
             return self._failed(errors, question)
+        cov = coverage_of(counts, floor=self.coverage_floor)
+        ooc = cov.out_of_coverage
         with self.clock.time("scoring"):
+            signals = Signals(question_entities=counts, window=self.window)
             if self.policy == "quco":
                 risk = quco_stage1(counts, self.entity_threshold)
+                if ooc and self.on_out_of_coverage == "confidence-only":  # no token yet: nothing to judge
+                    risk = Risk(0.0, False, risk.policy, risk.reasons)
             else:
-                risk = combined_rule(self.risk_model, Signals(question_entities=counts, window=self.window), self.risk_threshold)
+                neutral = ooc and self.on_out_of_coverage == "confidence-only"
+                risk = combined_rule(self.risk_model, signals, self.risk_threshold, data_neutral=neutral)
+            if ooc:
+                risk = self._out_of_coverage(risk, cov)
         return Verdict(
             risk,
             entities=counts,
             query=question if risk.flagged else None,
             errors=tuple(errors),
             action=self._degraded_action(errors),
+            coverage=cov,
         )
+
+    def _out_of_coverage(self, risk: Risk, cov: Coverage) -> Risk:
+        """An ``out_of_coverage`` check's verdict under :attr:`on_out_of_coverage`.
+
+        ``rule``: unchanged; ``retrieve``: flagged (a verdict the rule flagged anyway is kept as it
+        is); ``pass``: not flagged; ``confidence-only``: the confidence-side
+        decision already in ``risk``. The first reason says what was done.
+        """
+        act = self.on_out_of_coverage
+        if act == "rule":  # the data rule's own verdict; the Verdict still carries the coverage
+            return risk
+        if act == "retrieve" and risk.flagged:  # the rule fired anyway: its verdict and reasons stand
+            return risk
+        then = {
+            "retrieve": "treated as risky (retrieve)",
+            "pass": "no retrieval on the corpus's account (pass)",
+            "confidence-only": "judged on the model's confidence alone",
+        }[act]
+        reason = Reason("out_of_coverage", f"{cov.describe()}: {then}", "", cov.share)
+        if act == "retrieve":
+            flagged, p = True, max(risk.probability, 1.0 if self.policy == "quco" else risk.probability)
+        elif act == "pass":
+            flagged, p = False, (0.0 if self.policy == "quco" else risk.probability)
+        else:
+            flagged, p = risk.flagged, risk.probability
+        return Risk(p, flagged, risk.policy, (reason, *risk.reasons))
 
     def sentence(
         self,
@@ -299,10 +377,17 @@ class Checker:
             # fail-closed query: triplet mode never queries the sentence (it holds the suspect tails)
             fallback = question if triplets else " ".join([*(e.text for e in ents), sentence.strip()])
             return self._failed(errors, fallback)
+        cov = coverage_of(q_counts, counts, floor=self.coverage_floor)
+        ooc = cov.out_of_coverage
+        confidence_only = ooc and self.on_out_of_coverage == "confidence-only"
         with self.clock.time("scoring"):
-            if self.policy == "quco":
+            if self.policy == "quco" and confidence_only:
+                risk = flare_rule(confidence, self.theta)
+                risk = Risk(risk.probability, risk.flagged, "quco-stage2", risk.reasons)
+            elif self.policy == "quco":
                 risk = quco_stage2(
-                    pairs, self.window, counts, claims=claims if triplets else None, tuple_threshold=self.tuple_threshold
+                    pairs, self.window, counts, claims=claims if triplets else None,
+                    tuple_threshold=self.tuple_threshold, cooc_threshold=self.cooc_threshold,
                 )
             else:
                 new = {e.key for e in self.extractor.new_entities(ents, q_ents)}
@@ -315,18 +400,24 @@ class Checker:
                     window=self.window,
                     claims=claims if triplets else None,
                 )
-                risk = combined_rule(self.risk_model, signals, self.risk_threshold)
+                risk = combined_rule(self.risk_model, signals, self.risk_threshold, data_neutral=confidence_only)
+            if ooc:
+                risk = self._out_of_coverage(risk, cov)
             query = None
             queries: tuple[str, ...] = ()
             if risk.flagged:
-                if triplets and claims:
+                if confidence_only:  # the confidence side fired: FLARE's masked draft
+                    query = flare_query(sentence, confidence, self.theta, question)
+                elif triplets and claims:
                     queries = tuple(claim_queries(claims, risk, max_queries=self.max_queries))
                     query = " | ".join(queries)
                 elif pairs and not triplets:
                     query = pair_query(pairs, sentence)
                 else:  # nothing to anchor a query on: FLARE's masked draft
                     query = flare_query(sentence, confidence, self.theta, question)
-        return Verdict(risk, counts, pairs, query, tuple(errors), self._degraded_action(errors), claims, queries)
+        return Verdict(
+            risk, counts, pairs, query, tuple(errors), self._degraded_action(errors), claims, queries, cov
+        )
 
 
 def claim_count(claim: Claim, counts: dict[str, Count], coocs: dict[tuple[str, str], Count]) -> Count:

@@ -47,7 +47,8 @@ from quco.guard.trace import BackendError, Clock, GuardResult, Retrieval, Senten
 from quco.nlp.sentences import sentence_spans
 from quco.prompts import ANSWER_IS, PROMPTS, make_prompt
 from quco.protocols import ClaimExtractor, Extractor, Generator, Retriever, Scorer
-from quco.risk.policies import TUPLE_THRESHOLD
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, DEFAULT_TUPLE, ThresholdSpec
 from quco.types import Confidence, Document, Generation
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,10 @@ class Guard:
         risk_model: fitted risk model for ``combined`` (default:
             ``quco.risk.combined.load_default_scorer()``).
         k: documents per retrieval (after deduplication).
-        entity_threshold: stage-1 threshold on the mean question-entity count
-            (paper: 10^3).
+        entity_threshold: τ_entity, stage 1's threshold on the mean named
+            question-entity count: an absolute count (default 1000, the
+            paper's) or a rate ``COUNT@TOKENS`` scaled to the index's size
+            (:data:`~quco.risk.thresholds.PAPER_ENTITY_RATE` is the paper's).
         window: co-occurrence window in tokens (paper: 1000).
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
@@ -132,8 +135,14 @@ class Guard:
         claim_extractor: the claim extractor (triplet mode); default: the
             entity extractor's own (spaCy rules, :class:`~quco.nlp.claims.ClaimParser`).
         tuple_threshold: stage 2 flags a (head, relation) tuple whose head
-            occurs fewer times (paper: 20).
+            occurs fewer times (paper: 20; a count or a rate).
+        cooc_threshold: τ_cooc: stage 2 flags a triplet (pair) whose head and
+            tail co-occur fewer times (paper: 1, i.e. never; a count or a rate).
         max_queries: most stage-2 queries per flagged sentence (triplet mode).
+        coverage_floor: a check whose share of named entities known to the
+            corpus is below this is ``out_of_coverage`` (default 0.5).
+        on_out_of_coverage: ``"retrieve"`` (default), ``"pass"`` or
+            ``"confidence-only"`` (:mod:`quco.risk.coverage`).
 
     Raises:
         BadInputError: unknown policy or option value.
@@ -151,7 +160,7 @@ class Guard:
         scorer: Scorer | None = None,
         risk_model: Any = None,
         k: int = 3,
-        entity_threshold: float = 1000,
+        entity_threshold: ThresholdSpec = DEFAULT_ENTITY,
         window: int | None = 1000,
         theta: float = 0.4,
         risk_threshold: float = 0.5,
@@ -164,8 +173,11 @@ class Guard:
         prompt: str = "short",
         claims: str = "triplets",
         claim_extractor: ClaimExtractor | None = None,
-        tuple_threshold: float = TUPLE_THRESHOLD,
+        tuple_threshold: ThresholdSpec = DEFAULT_TUPLE,
         max_queries: int = 3,
+        cooc_threshold: ThresholdSpec = DEFAULT_COOC,
+        coverage_floor: float = DEFAULT_FLOOR,
+        on_out_of_coverage: str = DEFAULT_ACTION,
     ) -> None:
         if policy not in POLICIES:
             raise BadInputError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
@@ -208,8 +220,14 @@ class Guard:
             claim_extractor=claim_extractor,
             tuple_threshold=tuple_threshold,
             max_queries=max_queries,
+            cooc_threshold=cooc_threshold,
+            coverage_floor=coverage_floor,
+            on_out_of_coverage=on_out_of_coverage,
         )
         self.claim_extractor = probe.claim_extractor
+        self.on_out_of_coverage = probe.on_out_of_coverage
+        #: the effective thresholds (rates scaled to the index once, here)
+        self.thresholds = probe.thresholds
         self._checker_args = dict(
             risk_model=risk_model,
             entity_threshold=entity_threshold,
@@ -219,8 +237,10 @@ class Guard:
             on_backend_error=on_backend_error,
             claims=claims,
             claim_extractor=probe.claim_extractor,
-            tuple_threshold=tuple_threshold,
+            thresholds=probe.thresholds,
             max_queries=max_queries,
+            coverage_floor=coverage_floor,
+            on_out_of_coverage=on_out_of_coverage,
         )
 
     # ------------------------------------------------------------------------------------
@@ -322,7 +342,7 @@ class _Run:
         if v1.fired and v1.query is not None:
             r1 = self._retrieve(v1.query, "stage1")
             evidence = r1.documents
-        stage1 = Stage1Record(v1.entities, v1.risk, r1)
+        stage1 = Stage1Record(v1.entities, v1.risk, r1, v1.coverage)
 
         answer = ""
         sentences: list[SentenceRecord] = []
@@ -373,6 +393,7 @@ class _Run:
                     finish_reason=kept.finish_reason,
                     timings=self.clock.since(before),
                     claims=v2.claims,
+                    coverage=v2.coverage,
                 )
             )
             if kept.ended or (g.prompt == "cot" and ANSWER_IS.search(kept.text)):
@@ -394,4 +415,6 @@ class _Run:
             model=getattr(g.generator, "name", ""),
             prompt=g.prompt,
             claims=g.claims,
+            thresholds=g.thresholds if g.policy in ("quco", "combined") else None,
+            on_out_of_coverage=g.on_out_of_coverage,
         )

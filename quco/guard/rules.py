@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from quco.errors import QucoError
+from quco.risk.coverage import mask_data, neutral_features
 from quco.risk.features import ClaimCount, EntityCount, PairCount, Signals, feature_vector
-from quco.risk.policies import TUPLE_THRESHOLD, FlarePolicy, QucoPolicy
+from quco.risk.policies import COOC_THRESHOLD, TUPLE_THRESHOLD, FlarePolicy, QucoPolicy
 from quco.types import Confidence, Reason, Risk
 
 POLICIES: tuple[str, ...] = ("none", "single", "flare", "quco", "combined")
@@ -46,10 +47,11 @@ def quco_stage2(
     *,
     claims: Sequence[ClaimCount] | None = None,
     tuple_threshold: float = TUPLE_THRESHOLD,
+    cooc_threshold: float = COOC_THRESHOLD,
 ) -> Risk:
-    """Fires when a triplet's head and tail never co-occur or a tuple's head is rare (``claims`` given), else when some pair never co-occurs."""
+    """Fires when a triplet's head and tail co-occur fewer than ``cooc_threshold`` times (default: never) or a tuple's head is rare (``claims`` given), else when some pair does."""
     mode = "triplets" if claims is not None else "pairs"
-    policy = QucoPolicy(tuple_threshold=tuple_threshold, claims=mode)
+    policy = QucoPolicy(cooc_threshold=cooc_threshold, tuple_threshold=tuple_threshold, claims=mode)
     return policy.stage2(
         Signals(
             answer_entities=tuple(entities),
@@ -65,18 +67,26 @@ def flare_rule(confidence: Confidence | None, theta: float) -> Risk:
     return FlarePolicy(theta=theta).assess(Signals(confidence=confidence))
 
 
-def combined_rule(model: Any, signals: Signals, threshold: float) -> Risk:
+def combined_rule(model: Any, signals: Signals, threshold: float, *, data_neutral: bool = False) -> Risk:
     """Fires when the risk model's probability is over ``threshold``.
 
     ``model`` is a fitted :class:`quco.risk.combined.RiskScorer` (its
     ``assess`` gives the reasons) or any object with sklearn-style
-    ``predict_proba`` over feature dicts.
+    ``predict_proba`` over feature dicts. ``data_neutral`` (an
+    ``out_of_coverage`` check under ``confidence-only``): the data features
+    are read as neither risky nor safe (a RiskScorer sets them to the
+    training mean; another model sees them missing, NaN).
     """
     if hasattr(model, "assess"):
-        r = model.assess(signals)
+        if data_neutral:
+            names = getattr(model, "feature_names_", ())
+            r = model.assess(signals, neutral=neutral_features(names))
+        else:
+            r = model.assess(signals)
         p, reasons = float(r.probability), tuple(r.reasons)
     elif hasattr(model, "predict_proba"):
-        row = model.predict_proba([feature_vector(signals)])[0]
+        feats = feature_vector(signals)
+        row = model.predict_proba([mask_data(feats) if data_neutral else feats])[0]
         p, reasons = float(row[-1] if hasattr(row, "__len__") else row), ()
     else:
         raise QucoError(f"risk model {type(model).__name__} has neither assess() nor predict_proba()")

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
+from quco.risk.coverage import Coverage
 from quco.risk.features import ClaimCount, EntityCount, PairCount
+from quco.risk.thresholds import Thresholds
 from quco.types import Confidence, Document, Risk
 
 #: timing categories; ``overhead`` is the guard's own work (extraction + corpus + scoring)
@@ -162,11 +164,16 @@ def _risk_fields(risk: Risk | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Stage1Record:
-    """The check on the question before generation (policies ``quco``, ``combined``, ``single``)."""
+    """The check on the question before generation (policies ``quco``, ``combined``, ``single``).
+
+    ``coverage``: the share of the question's named entities the corpus
+    knows (``None`` for policies without a data side).
+    """
 
     entities: tuple[EntityCount, ...] = ()
     risk: Risk | None = None
     retrieval: Retrieval | None = None
+    coverage: Coverage | None = None
 
     @property
     def retrieved(self) -> bool:
@@ -179,6 +186,7 @@ class Stage1Record:
             "retrieved": self.retrieved,
             "query": self.retrieval.query if self.retrieval else None,
             "documents": [d.to_dict() for d in self.retrieval.documents] if self.retrieval else [],
+            "coverage": self.coverage.to_dict() if self.coverage else None,
         }
 
 
@@ -200,6 +208,8 @@ class SentenceRecord:
         finish_reason: the generator's finish reason for the kept text.
         timings: seconds spent on this sentence per category.
         claims: claims of the draft with their counts (triplet mode).
+        coverage: the share of the question's and the draft's named entities
+            the corpus knows (``None`` for policies without a data side).
     """
 
     index: int
@@ -214,6 +224,7 @@ class SentenceRecord:
     finish_reason: str = "stop"
     timings: Timings = field(default_factory=Timings)
     claims: tuple[ClaimCount, ...] = ()
+    coverage: Coverage | None = None
 
     @property
     def retrieved(self) -> bool:
@@ -234,6 +245,7 @@ class SentenceRecord:
             "pairs": [_pair_dict(p) for p in self.pairs],
             "claims": [claim_dict(c) for c in self.claims],
             "confidence": _confidence_dict(self.confidence),
+            "coverage": self.coverage.to_dict() if self.coverage else None,
             "finish_reason": self.finish_reason,
             "timings": self.timings.to_dict(),
         }
@@ -261,6 +273,9 @@ class GuardResult:
         model: the generator's name.
         prompt: the answer format (``"short"`` or ``"cot"``).
         claims: how stage 2 read sentences (``"triplets"`` or ``"pairs"``).
+        thresholds: the effective data-side thresholds (rates scaled to the
+            index), ``None`` for policies without a data side.
+        on_out_of_coverage: what an ``out_of_coverage`` check did.
     """
 
     question: str
@@ -279,6 +294,8 @@ class GuardResult:
     model: str = ""
     prompt: str = "short"
     claims: str = "triplets"
+    thresholds: Thresholds | None = None
+    on_out_of_coverage: str = "retrieve"
 
     @property
     def final_answer(self) -> str:
@@ -312,6 +329,8 @@ class GuardResult:
             "tokens_generated": self.tokens_generated,
             "stop_reason": self.stop_reason,
             "truncated": self.truncated,
+            "thresholds": self.thresholds.to_dict() if self.thresholds else None,
+            "on_out_of_coverage": self.on_out_of_coverage,
             "stage1": self.stage1.to_dict(),
             "sentences": [s.to_dict() for s in self.sentences],
             "backend_errors": [e.to_dict() for e in self.backend_errors],

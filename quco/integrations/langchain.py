@@ -75,6 +75,8 @@ from quco.integrations.session import AnswerGuard, GuardSession, evidence_block 
 from quco.nlp.sentences import sentence_spans  # noqa: E402
 from quco.prompts import rewrite_prompt  # noqa: E402
 from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer  # noqa: E402
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR  # noqa: E402
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, ThresholdSpec  # noqa: E402
 from quco.types import Confidence, Document  # noqa: E402
 
 __all__ = ["QucoGuardRunnable", "QucoRetriever", "message_confidence", "to_langchain_document"]
@@ -164,7 +166,13 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         scorer: local confidence scorer for answers that come without logprobs
             (reported as a proxy); None: no confidence side for them.
         k: passages per retrieval.
-        entity_threshold: stage-1 threshold on the mean question-entity count.
+        entity_threshold: τ_entity, stage 1's threshold on the mean question-entity
+            count: a count or a rate ``COUNT@TOKENS`` scaled to the index
+            (:mod:`quco.risk.thresholds`).
+        cooc_threshold: τ_cooc, stage 2's co-occurrence threshold (a count or a rate).
+        coverage_floor: below this share of entities known to the corpus a
+            check is ``out_of_coverage`` (:mod:`quco.risk.coverage`).
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"``.
         window: co-occurrence window in tokens.
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
@@ -190,7 +198,10 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
         risk_model: Any = None,
         scorer: Scorer | None = None,
         k: int = 3,
-        entity_threshold: float = 1000,
+        entity_threshold: ThresholdSpec = DEFAULT_ENTITY,
+        cooc_threshold: ThresholdSpec = DEFAULT_COOC,
+        coverage_floor: float = DEFAULT_FLOOR,
+        on_out_of_coverage: str = DEFAULT_ACTION,
         window: int | None = 1000,
         theta: float = 0.4,
         risk_threshold: float = 0.5,
@@ -211,6 +222,9 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
             scorer=scorer,
             k=k,
             entity_threshold=entity_threshold,
+            cooc_threshold=cooc_threshold,
+            coverage_floor=coverage_floor,
+            on_out_of_coverage=on_out_of_coverage,
             window=window,
             theta=theta,
             risk_threshold=risk_threshold,
@@ -282,7 +296,7 @@ class QucoGuardRunnable(Runnable[Any, AIMessage]):
                 if new:
                     r = SentenceRecord(
                         r.index, new, r.draft, r.entities, r.pairs, r.confidence, r.risk, r.retrieval, True, "stop",
-                        r.timings, r.claims,
+                        r.timings, r.claims, r.coverage,
                     )
             out.append(r)
             prefix = f"{prefix} {r.text}".strip()

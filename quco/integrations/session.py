@@ -31,6 +31,8 @@ from quco.guard.trace import BackendError, Clock, Retrieval, SentenceRecord, Sta
 from quco.integrations.logprobs import split_confidence
 from quco.nlp.sentences import sentence_spans
 from quco.protocols import ClaimExtractor, Extractor, Retriever, Scorer
+from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, ThresholdSpec
 from quco.types import Confidence, Document, Entity
 
 __all__ = ["WRAPPER_POLICIES", "AnswerGuard", "GuardSession", "evidence_block"]
@@ -69,7 +71,13 @@ class AnswerGuard:
         scorer: a local :class:`~quco.lm.confidence.ConfidenceScorer` that scores
             answers which came without logprobs (reported as a proxy); None: none.
         k: passages per retrieval.
-        entity_threshold: stage-1 threshold on the mean question-entity count.
+        entity_threshold: τ_entity, stage 1's threshold on the mean question-entity
+            count: a count or a rate ``COUNT@TOKENS`` scaled to the index
+            (:mod:`quco.risk.thresholds`).
+        cooc_threshold: τ_cooc, stage 2's co-occurrence threshold (a count or a rate).
+        coverage_floor: below this share of entities known to the corpus a
+            check is ``out_of_coverage`` (:mod:`quco.risk.coverage`).
+        on_out_of_coverage: ``"rule"`` (default), ``"retrieve"``, ``"pass"`` or ``"confidence-only"``.
         window: co-occurrence window in tokens.
         theta: FLARE's token-probability threshold.
         risk_threshold: ``combined``'s probability threshold.
@@ -94,7 +102,10 @@ class AnswerGuard:
         risk_model: Any = None,
         scorer: Scorer | None = None,
         k: int = 3,
-        entity_threshold: float = 1000,
+        entity_threshold: ThresholdSpec = DEFAULT_ENTITY,
+        cooc_threshold: ThresholdSpec = DEFAULT_COOC,
+        coverage_floor: float = DEFAULT_FLOOR,
+        on_out_of_coverage: str = DEFAULT_ACTION,
         window: int | None = 1000,
         theta: float = 0.4,
         risk_threshold: float = 0.5,
@@ -125,6 +136,9 @@ class AnswerGuard:
         self._checker_kwargs: dict[str, Any] = dict(
             risk_model=risk_model,
             entity_threshold=entity_threshold,
+            cooc_threshold=cooc_threshold,
+            coverage_floor=coverage_floor,
+            on_out_of_coverage=on_out_of_coverage,
             window=window,
             theta=theta,
             risk_threshold=risk_threshold,
@@ -133,6 +147,9 @@ class AnswerGuard:
         )
         probe = Checker(policy, extractor, stats, claim_extractor=claim_extractor, **self._checker_kwargs)  # validate once
         self._checker_kwargs["claim_extractor"] = probe.claim_extractor  # built once, shared by every call
+        self._checker_kwargs["thresholds"] = probe.thresholds  # rates scaled to the index once
+        #: the effective thresholds
+        self.thresholds = probe.thresholds
 
     def checker(self, clock: Clock | None = None) -> Checker:
         """A fresh :class:`Checker` with this guard's components and options."""
@@ -227,7 +244,7 @@ class GuardSession:
             records.append(
                 SentenceRecord(
                     i, sent, sent, v.entities, v.pairs, conf, v.risk, retrieval, False, "stop", self.clock.since(before),
-                    v.claims,
+                    v.claims, v.coverage,
                 )
             )
         return records
@@ -261,16 +278,10 @@ class GuardSession:
         return out
 
     def coverage(self) -> dict[str, Any] | None:
-        """How much of the question the corpus knows: a checker's own coverage verdict when it has one,
-        else the share of question entities found in the corpus at least once (None without entities)."""
-        own = getattr(self.stage1, "coverage", None)
-        if own is not None:
-            return own.to_dict() if hasattr(own, "to_dict") else dict(own)
-        ents = self.stage1.entities
-        if not ents:
-            return None
-        known = sum(1 for e in ents if e.count.value > 0)
-        return {"entities": len(ents), "in_corpus": known, "share": round(known / len(ents), 6)}
+        """Stage 1's coverage: the share of the question's named entities the corpus knows
+        (:meth:`quco.risk.coverage.Coverage.to_dict`); None for a policy without a data side."""
+        own = self.stage1.coverage
+        return own.to_dict() if own is not None else None
 
     def report(
         self,
@@ -309,7 +320,7 @@ class GuardSession:
             "rewritten": rewritten or any(r.rewritten for r in records),
             "coverage": self.coverage(),
             "confidence": conf,
-            "stage1": Stage1Record(self.stage1.entities, self.stage1.risk, self.retrieval).to_dict(),
+            "stage1": Stage1Record(self.stage1.entities, self.stage1.risk, self.retrieval, self.stage1.coverage).to_dict(),
             "sentences": [r.to_dict() for r in records],
             "backend_errors": [e.to_dict() for e in self.errors],
             "timings": self.clock.snapshot().to_dict(),

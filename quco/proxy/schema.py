@@ -63,8 +63,9 @@ class QucoReport(BaseModel):
 
     ``flagged`` is the headline; ``reasons`` says why (each with ``where``:
     ``stage1`` or ``sentence N``); ``retrievals`` counts retrieval calls;
-    ``coverage`` is how much of the question the corpus knows (None without
-    question entities); ``confidence.source`` says where the token confidences
+    ``coverage`` is how much of the question the corpus knows (known, total,
+    share, floor and verdict: ``covered``, ``out_of_coverage`` or
+    ``no_entities``; None for the ``flare`` policy); ``confidence.source`` says where the token confidences
     came from (``model``: the upstream's logprobs; ``none``). ``choices`` holds
     one summary per choice when the upstream returned several.
     """

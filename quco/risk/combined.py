@@ -33,6 +33,7 @@ from quco.risk.features import (
     CLAIM_FEATURES,
     CONFIDENCE_FEATURES,
     DATA_FEATURES,
+    NGRAM_FEATURES,
     Signals,
     feature_vector,
 )
@@ -49,14 +50,28 @@ Rows = Sequence[Signals] | Sequence[Mapping[str, float]] | np.ndarray
 
 
 def resolve_features(spec: FeatureSpec) -> tuple[str, ...]:
-    """Feature names of ``"all"``, ``"data"``, ``"confidence"`` or an explicit list."""
+    """Feature names of ``"all"``, ``"data"``, ``"confidence"``, ``"ngram"`` or an explicit list.
+
+    ``"all"`` and ``"data"`` leave out the optional n-gram novelty group
+    (:data:`~quco.risk.features.NGRAM_FEATURES`); name it, or add
+    ``"+ngram"`` (``"all+ngram"``, ``"data+ngram"``), to fit with it.
+    """
     if isinstance(spec, str):
-        table = {"all": ALL_FEATURES, "data": DATA_FEATURES, "confidence": CONFIDENCE_FEATURES}
+        table = {
+            "all": ALL_FEATURES,
+            "data": DATA_FEATURES,
+            "confidence": CONFIDENCE_FEATURES,
+            "ngram": NGRAM_FEATURES,
+            "all+ngram": ALL_FEATURES + NGRAM_FEATURES,
+            "data+ngram": DATA_FEATURES + NGRAM_FEATURES,
+        }
         if spec not in table:
-            raise BadInputError(f"features must be all, data, confidence or a list of names, got {spec!r}")
+            raise BadInputError(
+                f"features must be all, data, confidence, ngram, all+ngram, data+ngram or a list of names, got {spec!r}"
+            )
         return table[spec]
     names = tuple(spec)
-    known = ALL_FEATURES + CLAIM_FEATURES
+    known = ALL_FEATURES + CLAIM_FEATURES + NGRAM_FEATURES
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise BadInputError(f"unknown feature names {unknown or '(none)'}; known: {', '.join(known)}")
@@ -222,6 +237,8 @@ class RiskScorer:
         if self.calibration == "isotonic":
             self.isotonic_ = self._fit_isotonic(Zs, ya.astype(int))
         self.n_train_ = int(ya.size)
+        #: τ_entity / τ_cooc fitted for an index with the model (``quco calibrate --fit-thresholds``), or None
+        self.thresholds_: dict[str, Any] | None = None
         self.provenance_ = {
             "n_rows": int(ya.size),
             "positives": int(ya.sum()),
@@ -259,23 +276,32 @@ class RiskScorer:
         """Design-matrix columns: the features, then ``missing:<name>`` indicators."""
         return tuple(self.feature_names_) + tuple(f"missing:{n}" for n in self.indicators_)
 
-    def _standardized(self, X: Rows | Signals | Mapping[str, float]) -> np.ndarray:
+    def _standardized(self, X: Rows | Signals | Mapping[str, float], neutral: Sequence[str] = ()) -> np.ndarray:
         self._check_fitted()
         A = _matrix(X, self.feature_names_)
-        return (self._design(A) - self.mean_) / self.scale_
+        Z = (self._design(A) - self.mean_) / self.scale_
+        if neutral:  # at the training mean: the column adds nothing to the logit
+            cols = [i for i, c in enumerate(self.columns_) if c.split(":", 1)[-1] in set(neutral)]
+            Z[:, cols] = 0.0
+        return Z
 
-    def decision_function(self, X: Rows | Signals | Mapping[str, float]) -> np.ndarray:
-        """Logit of the logistic model (before calibration)."""
-        return self._standardized(X) @ self.coef_ + self.intercept_
+    def decision_function(self, X: Rows | Signals | Mapping[str, float], *, neutral: Sequence[str] = ()) -> np.ndarray:
+        """Logit of the logistic model (before calibration); see :meth:`predict_proba` for ``neutral``."""
+        return self._standardized(X, neutral) @ self.coef_ + self.intercept_
 
-    def predict_proba(self, X: Rows | Signals | Mapping[str, float]) -> np.ndarray:
+    def predict_proba(self, X: Rows | Signals | Mapping[str, float], *, neutral: Sequence[str] = ()) -> np.ndarray:
         """Probabilities, shape (n, 2): column 1 is p(hallucinated).
 
         Args:
             X: one Signals or feature dict, a sequence of them, or a 2-D array
                 whose columns are ``feature_names_``.
+            neutral: features read as neither risky nor safe: their columns
+                (and missing indicators) are set to the training mean, so they
+                add nothing to the logit. An ``out_of_coverage`` answer's data
+                features are (:mod:`quco.risk.coverage`): a missing value would
+                otherwise be read through its missing indicator's coefficient.
         """
-        p = _sigmoid(self.decision_function(X))
+        p = _sigmoid(self.decision_function(X, neutral=neutral))
         if self.isotonic_ is not None:
             xs, ys = self.isotonic_
             p = np.interp(p, xs, ys)
@@ -285,22 +311,25 @@ class RiskScorer:
         """1 where p(hallucinated) >= ``threshold``."""
         return (self.predict_proba(X)[:, 1] >= self.threshold).astype(int)
 
-    def probability(self, signals: Signals | Mapping[str, float]) -> float:
-        """p(hallucinated) of one answer."""
-        return float(self.predict_proba(signals)[0, 1])
+    def probability(self, signals: Signals | Mapping[str, float], *, neutral: Sequence[str] = ()) -> float:
+        """p(hallucinated) of one answer (``neutral``: see :meth:`predict_proba`)."""
+        return float(self.predict_proba(signals, neutral=neutral)[0, 1])
 
     # -- explanations -------------------------------------------------------
 
-    def contributions(self, signals: Signals | Mapping[str, float]) -> dict[str, float]:
+    def contributions(self, signals: Signals | Mapping[str, float], *, neutral: Sequence[str] = ()) -> dict[str, float]:
         """Per design column: coefficient × standardized value (positive = pushes risk up)."""
-        z = self._standardized(signals)[0]
+        z = self._standardized(signals, neutral)[0]
         return dict(zip(self.columns_, (self.coef_ * z).tolist(), strict=True))
 
-    def assess(self, signals: Signals, *, top: int = 3) -> Risk:
-        """Probability, flag and reasons: the features that pushed the probability up most, then the rule reasons."""
-        p = self.probability(signals)
+    def assess(self, signals: Signals, *, top: int = 3, neutral: Sequence[str] = ()) -> Risk:
+        """Probability, flag and reasons: the features that pushed the probability up most, then the rule reasons.
+
+        ``neutral``: features read as neither risky nor safe (:meth:`predict_proba`).
+        """
+        p = self.probability(signals, neutral=neutral)
         feats = feature_vector(signals)
-        contrib = sorted(self.contributions(feats).items(), key=lambda kv: -kv[1])
+        contrib = sorted(self.contributions(feats, neutral=neutral).items(), key=lambda kv: -kv[1])
         reasons: list[Reason] = []
         for col, c in contrib[:top]:
             if c <= 0:
@@ -345,6 +374,7 @@ class RiskScorer:
             if self.isotonic_ is None
             else {"x": [float(v) for v in self.isotonic_[0]], "y": [float(v) for v in self.isotonic_[1]]},
             "provenance": self.provenance_,
+            **({"thresholds": self.thresholds_} if getattr(self, "thresholds_", None) else {}),
         }
 
     @classmethod
@@ -374,6 +404,7 @@ class RiskScorer:
             iso = d.get("isotonic")
             s.isotonic_ = None if not iso else (np.asarray(iso["x"], dtype=float), np.asarray(iso["y"], dtype=float))
             s.provenance_ = dict(d.get("provenance") or {})
+            s.thresholds_ = dict(d["thresholds"]) if d.get("thresholds") else None
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"risk-scorer file is incomplete or malformed: {exc}") from exc
         ncol = len(s.feature_names_) + len(s.indicators_)

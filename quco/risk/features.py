@@ -3,7 +3,9 @@
 :class:`Signals` holds the raw evidence — entities with their corpus counts,
 pairs with their co-occurrence counts, claims (triplets with their head/tail
 co-occurrence, tuples with their head's frequency), the model's token
-confidences — and :func:`feature_vector` turns it into named floats. A feature that could not be
+confidences — and :func:`feature_vector` turns it into named floats (and, when the analysis computed
+it, the answer's n-gram novelty: :data:`NGRAM_FEATURES`, an optional group
+that fitted models use only when they were fitted with it). A feature that could not be
 computed (no entity found, no pair, no confidence) is ``NaN``, never a silent
 zero; fitted models see an explicit missing indicator for it.
 
@@ -40,6 +42,13 @@ CLAIM_FEATURES: tuple[str, ...] = (
     "zero_claim",  # 1.0 when some triplet's head and tail never co-occur, else 0.0 (NaN without triplets)
     "n_claims",  # triplets + tuples in the answer (NaN when claims were not extracted)
     "tuple_head_min",  # log10(1+count), rarest head of a (head, relation) tuple (NaN without tuples)
+)
+
+#: n-gram novelty features (optional group: computed only when the analysis asks for them, NaN otherwise;
+#: higher novelty = less support = more risk; a longer matched suffix = more support = less risk)
+NGRAM_FEATURES: tuple[str, ...] = (
+    "ngram_novel_share",  # share of the answer's token n-grams (n = 2..5) that never occur in the corpus
+    "ngram_longest_match",  # tokens in the longest suffix of the answer that occurs in the corpus
 )
 
 #: labels that are not named entities: left out of stage 1's mean (dates and numbers stay tails)
@@ -102,6 +111,39 @@ class ClaimCount:
 
 
 @dataclass(frozen=True)
+class Novelty:
+    """How much of an answer's token sequence the corpus has seen (:mod:`quco.corpus.ngrams`).
+
+    Attributes:
+        tokens: the answer's tokens in the index's tokenizer.
+        ngrams: its n-grams checked (every n in the range, overlapping).
+        novel: of them, those that never occur in the corpus.
+        longest_match: tokens in the longest suffix of the answer that occurs
+            in the corpus (the ∞-gram's match length at its last token; capped
+            by :data:`quco.corpus.ngrams.MAX_MATCH`).
+    """
+
+    tokens: int
+    ngrams: int
+    novel: int
+    longest_match: int
+
+    @property
+    def share(self) -> float:
+        """``novel / ngrams``; NaN without n-grams."""
+        return self.novel / self.ngrams if self.ngrams else NAN
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {
+            "tokens": self.tokens,
+            "ngrams": self.ngrams,
+            "novel": self.novel,
+            "novel_share": None if not self.ngrams else round(self.share, 6),
+            "longest_match": self.longest_match,
+        }
+
+
+@dataclass(frozen=True)
 class Signals:
     """The raw evidence about one answer or sentence.
 
@@ -115,6 +157,7 @@ class Signals:
             extracted (entity-pair mode), ``()`` when the text makes none.
         confidence: token confidences of the answer; ``None`` when no model ran.
         window: co-occurrence window used (``None`` for document mode).
+        novelty: the answer's n-gram novelty; ``None`` when not computed.
     """
 
     question_entities: tuple[EntityCount, ...] = ()
@@ -124,6 +167,7 @@ class Signals:
     confidence: Confidence | None = None
     window: int | None = 1000
     claims: tuple[ClaimCount, ...] | None = None
+    novelty: Novelty | None = None
 
 
 def _log(c: float) -> float:
@@ -162,6 +206,7 @@ def feature_vector(s: Signals) -> dict[str, float]:
         "any_approx": 1.0 if approx else 0.0,
     }
     out.update(claim_features(s.claims))
+    out.update(ngram_features(s.novelty))
     c = s.confidence
     if c is None or len(c) == 0:
         out.update({k: NAN for k in CONFIDENCE_FEATURES})
@@ -176,6 +221,13 @@ def feature_vector(s: Signals) -> dict[str, float]:
             }
         )
     return out
+
+
+def ngram_features(novelty: Novelty | None) -> dict[str, float]:
+    """:data:`NGRAM_FEATURES` of an answer (all NaN when novelty was not computed)."""
+    if novelty is None or not novelty.tokens:
+        return {k: NAN for k in NGRAM_FEATURES}
+    return {"ngram_novel_share": novelty.share, "ngram_longest_match": float(novelty.longest_match)}
 
 
 def claim_features(claims: tuple[ClaimCount, ...] | None) -> dict[str, float]:
