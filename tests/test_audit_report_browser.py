@@ -99,13 +99,18 @@ def test_report_shows_summary_table_and_figures(driver: Any, report: Path) -> No
 
     # figures: every image decoded and laid out with a non-zero size
     imgs = driver.find_elements(By.CSS_SELECTOR, "figure img")
-    assert len(imgs) == 3
+    assert len(imgs) == 4  # risk histogram, ROC, reliability, coverage histogram
     for img in imgs:
         w, h, natural = driver.execute_script(
             "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height, arguments[0].naturalWidth];",
             img,
         )
         assert w > 100 and h > 100 and natural > 0
+
+    # the coverage section: its histogram and the flag rate per coverage band
+    assert driver.find_element(By.CSS_SELECTOR, 'img[alt="coverage histogram"]').is_displayed()
+    bands = driver.find_elements(By.CSS_SELECTOR, "table.coverage tbody tr")
+    assert bands and sum(int(r.find_elements(By.TAG_NAME, "td")[1].text.replace(",", "")) for r in bands) == 30
 
     # the metrics and the riskiest answers are there, with highlighted entities
     assert (
