@@ -41,8 +41,9 @@ def register(evalsub: Any) -> None:
                    help="the data side and the QuCo rule read each answer's claims (triplets and tuples; "
                    "default) or every entity pair")
     p.add_argument("--ablations", nargs="?", const="corpus,window,model,claims", default="", metavar="LIST",
-                   help="also run ablations: corpus, window, model, claims, ngram, comma-separated (alone: the first four; "
-                   "ngram fits the data side and combined without and with the n-gram novelty features; "
+                   help="also run ablations: corpus, window, model, claims, ngram, thresholds, comma-separated (alone: the "
+                   "first four; ngram fits the data side and combined without and with the n-gram novelty features; "
+                   "thresholds rates the QuCo rule with absolute, index-relative and --fit-rows-fitted thresholds; "
                    "the model ablation regenerates every answer with the second model; claims rates the "
                    "QuCo rule and the fitted data side in triplet and pair mode on the same rows)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -50,6 +51,11 @@ def register(evalsub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-model", action="store_true",
                    help="paired/JSONL protocols: no confidence scoring (data side only)")
+    p.add_argument("--fit-rows", default=None, metavar="A-B",
+                   help="development rows (all below 2000; self and paired protocols): fit data_dev, "
+                   "confidence_dev and combined_dev there once (C chosen by grouped CV on those rows) and rate "
+                   "them on --rows beside the cross-validated figures; also the thresholds ablation's fitted "
+                   "τ_entity/τ_cooc. Self: the answers are generated (and cached in --out) as for --rows")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -65,7 +71,7 @@ def _ablation_kinds(spec: str) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from quco.datasets import parse_rows
+    from quco.datasets import check_fit_rows, parse_rows
     from quco.demo import DemoPaths, default_base
     from quco.evaluation.run import DetectorEvalConfig, run_detectors_eval
 
@@ -77,6 +83,12 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--folds must be at least 2")
     if args.n_boot < 0:
         raise BadInputError("--n-boot must not be negative")
+    fit_rows = None
+    if args.fit_rows is not None:
+        if args.protocol not in ("self", "paired"):
+            raise BadInputError("--fit-rows applies to the self and paired protocols (HaluEval QA rows)")
+        fit_rows = parse_rows(args.fit_rows)
+        check_fit_rows(fit_rows)
     index = args.index or str(DemoPaths(default_base()).index)
     cfg = DetectorEvalConfig(
         out=Path(args.out),
@@ -92,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds,
         seed=args.seed,
         use_model=not args.no_model,
+        fit_rows=fit_rows,
         progress=True,
     )
     doc = run_detectors_eval(cfg)

@@ -214,7 +214,7 @@ def score_detectors(
         p = model.predict_proba(list(feats))[:, 1]
         run.scores[name] = p
         run.probs[name] = p
-        run.kinds[name] = "shipped"
+        run.kinds[name] = "dev-fitted" if name.endswith("_dev") else "shipped"
         run.features[name] = tuple(model.feature_names_)
 
     quco = QucoPolicy(claims=claims)

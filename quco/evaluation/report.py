@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-ORDER = ("combined", "data", "confidence", "shipped", "quco_rule", "quco_stage1", "quco_stage2", "flare", "length", "random")
+ORDER = ("combined", "data", "confidence", "combined_dev", "data_dev", "confidence_dev", "shipped", "quco_rule",
+         "quco_stage1", "quco_stage2", "flare", "length", "random")
 #: detectors shown per ablation kind (claims: the detectors the claims mode changes)
 ABLATION_COLUMNS = {"claims": ("data", "combined", "quco_rule", "quco_stage2"), "ngram": ("data", "combined")}
 
@@ -54,6 +55,33 @@ def _ablation_table(title: str, variants: Mapping[str, Any], names: tuple[str, .
     return "\n".join(out) + "\n"
 
 
+def thresholds_table(variants: Mapping[str, Any]) -> str:
+    """The ``thresholds`` ablation: the QuCo rule with absolute, index-relative and fitted thresholds."""
+    out = ["### QuCo rule: absolute vs index-relative vs dev-fitted thresholds\n",
+           "| thresholds | τ_entity, τ_cooc, τ_tuple (effective) | specs | ROC-AUC [95% CI] | flag rate "
+           "| true rate | TPR | FPR |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for v, r in variants.items():
+        if "skipped" in r:
+            out.append(f"| {v} | – | – | – | – | – | – | – |  ({r['skipped']})")
+            continue
+        th = r.get("thresholds", {})
+        eff = ", ".join(f"{th.get(k, float('nan')):.4g}" for k in ("tau_entity", "tau_cooc", "tau_tuple"))
+        out.append(f"| {v} | {eff} | {' '.join(f'`{x}`' for x in r.get('specs', []))} | {_ci(r, 'roc_auc')} "
+                   f"| {_f(r.get('flag_rate'))} | {_f(r.get('true_rate'))} | {_f(r.get('tpr'))} | {_f(r.get('fpr'))} |")
+    return "\n".join(out) + "\n"
+
+
+def dev_fit_text(info: Mapping[str, Any]) -> str:
+    """What ``--fit-rows`` fitted: rows, size, the C chosen per model."""
+    if "skipped" in info:
+        return f"Development fit (rows {info.get('rows')}): skipped, {info['skipped']}.\n"
+    parts = [f"{k}: C {m['C']:g}" if "C" in m else f"{k}: skipped ({m.get('skipped')})"
+             for k, m in info.get("models", {}).items()]
+    return (f"`*_dev` detectors: fitted once on development rows {info.get('rows')} (n = {info.get('n')}, "
+            f"{info.get('positives')} hallucinated), C chosen by grouped CV there over {info.get('C_grid')}; "
+            + "; ".join(parts) + ". They are rated on the evaluation rows as they are (no refit).\n")
+
+
 def markdown_report(doc: Mapping[str, Any]) -> str:
     """The whole ``detectors.md``: headline table, per-slice tables, ablations."""
     st = doc.get("settings", {})
@@ -74,6 +102,8 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
             + ", ".join(f"{k} {_f(v)}" for k, v in acc.items())
             + f"; comparison questions: {_f(doc.get('comparison_share'))} of rows.\n"
         )
+    if doc.get("dev_fit"):
+        parts.append(dev_fit_text(doc["dev_fit"]))
     for name, s in doc.get("slices", {}).items():
         parts.append(f"## {name} — {s.get('note', '')} (n = {s['n']}, accuracy {_f(s.get('accuracy'))})\n")
         if s.get("detectors"):
@@ -87,6 +117,9 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
                   "claims": "Claims: triplets and tuples vs entity pairs (same rows, same features)",
                   "ngram": "N-gram novelty: the data side without and with it"}
         for k, v in ab.items():
+            if k == "thresholds":
+                parts.append(thresholds_table(v))
+                continue
             parts.append(_ablation_table(titles.get(k, k), v, ABLATION_COLUMNS.get(k, ())))
     t = doc.get("timing")
     if t:

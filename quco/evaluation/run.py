@@ -36,6 +36,7 @@ from quco.evaluation.detectors import (
     analyze_items,
     evaluate_slices,
     length_beside,
+    slices_for,
 )
 from quco.evaluation.labels import F1_THRESHOLD
 from quco.prompts import qa_prompt
@@ -48,7 +49,7 @@ WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000
 #: detectors shown in ablation tables
 ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
 #: ablation kinds of ``--ablations``
-ABLATION_KINDS = ("corpus", "window", "model", "claims", "ngram")
+ABLATION_KINDS = ("corpus", "window", "model", "claims", "ngram", "thresholds")
 
 
 def prompt_for(model: str | None) -> PromptFn:
@@ -173,6 +174,9 @@ class DetectorEvalConfig:
         folds: cross-validation folds.
         seed: seed of bootstrap and random baseline.
         use_model: score answers with the model (``paired``/user files); False = data side only.
+        fit_rows: development rows (``self``/``paired``, all below 2000) on which ``data_dev``,
+            ``confidence_dev`` and ``combined_dev`` are fitted once and the ``thresholds``
+            ablation fits τ_entity/τ_cooc (:mod:`quco.evaluation.devfit`); None = none.
         progress: progress bars on stderr.
     """
 
@@ -192,6 +196,7 @@ class DetectorEvalConfig:
     folds: int = 5
     seed: int = 0
     use_model: bool = True
+    fit_rows: range | None = None
     progress: bool = True
 
 
@@ -244,11 +249,23 @@ def _protocol_name(cfg: DetectorEvalConfig) -> str:
 
 
 def shipped_model(cfg: DetectorEvalConfig) -> dict[str, Any]:
-    """The shipped default scorer, when it applies: ``self`` protocol, its model, rows all past 1999."""
+    """The shipped scorer, when it applies to rows all past 1999 (or a user's file).
+
+    ``self`` protocol with its model: the default combined model; without a
+    model (``--no-model``): the packaged data-only model that ``quco audit
+    --no-model`` uses.
+    """
     from quco.models import DEFAULT_LM, canonical
     from quco.risk.combined import load_default_scorer
 
-    if cfg.protocol != "self" or canonical(cfg.model) != DEFAULT_LM or cfg.rows.start < 2000:
+    if cfg.protocol != "user" and cfg.rows.start < 2000:
+        return {}
+    if not cfg.use_model and cfg.protocol != "self":
+        from quco.audit.verdicts import load_combined
+
+        sc = load_combined(model=False)
+        return {"shipped": sc} if sc is not None else {}
+    if cfg.protocol != "self" or canonical(cfg.model) != DEFAULT_LM:
         return {}
     try:
         return {"shipped": load_default_scorer()}
@@ -287,10 +304,17 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     t1 = time.perf_counter()
     feats = _features(cfg, comp, items, cfg.index, cfg.window, mode)
     timing["analyze_s"] = round(time.perf_counter() - t1, 1)
-    t2 = time.perf_counter()
     proto = _protocol_name(cfg)
+    fixed = shipped_model(cfg)
+    dev, dev_info = None, None
+    if cfg.fit_rows is not None:
+        t1 = time.perf_counter()
+        dev, models, dev_info = dev_fit(cfg, comp)
+        fixed.update(models)
+        timing["dev_fit_s"] = round(time.perf_counter() - t1, 1)
+    t2 = time.perf_counter()
     slices, runs = evaluate_slices(items, feats, proto, n_boot=cfg.n_boot, seed=cfg.seed, n_splits=cfg.folds,
-                                   singles=SINGLES, fixed_models=shipped_model(cfg), claims=cfg.claims)
+                                   singles=SINGLES, fixed_models=fixed, claims=cfg.claims)
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
@@ -326,6 +350,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
         },
         "n_items": len(items),
     }
+    if dev_info is not None:
+        doc["dev_fit"] = dev_info
     if proto == "self":
         doc["accuracy_by_condition"] = {
             c: round(1 - sum(it.label for it in items if it.condition == c) / max(1, sum(1 for it in items if it.condition == c)), 4)
@@ -335,7 +361,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
 
     if cfg.ablations:
         t3 = time.perf_counter()
-        doc["ablations"] = run_ablations(cfg, comp, items, feats)
+        doc["ablations"] = run_ablations(cfg, comp, items, feats, dev=dev)
         timing["ablations_s"] = round(time.perf_counter() - t3, 1)
 
     _write_items(cfg.out / "items.jsonl", items, feats)
@@ -368,12 +394,42 @@ def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
 
 
+def dev_fit(cfg: DetectorEvalConfig, comp: Components) -> tuple[DevSet, dict[str, Any], dict[str, Any]]:
+    """The development rows' items and features, and the models fitted on them (``<name>_dev``)."""
+    from quco.evaluation.detectors import fitted_features
+    from quco.evaluation.devfit import fit_dev_models
+
+    assert cfg.fit_rows is not None
+    dcfg = replace(cfg, rows=cfg.fit_rows)
+    d_items = collect(dcfg, comp, cfg.model)  # self: the same generation cache as the evaluation rows
+    d_feats = _features(dcfg, comp, d_items, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
+    rows = f"{cfg.fit_rows.start}-{cfg.fit_rows.stop - 1}"
+    models, info = fit_dev_models(d_items, d_feats, _protocol_name(cfg), fitted_features(cfg.claims),
+                                  folds=cfg.folds, seed=cfg.seed,
+                                  provenance={"fit_rows": rows, "protocol": cfg.protocol, "claims": cfg.claims,
+                                              "index_manifest_sha256": manifest_sha256(cfg.index)})
+    return (d_items, d_feats), models, {"rows": rows, **info}
+
+
+DevSet = tuple[list[EvalItem], list[dict[str, float]]]
+
+
 def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
-                  feats: list[dict[str, float]]) -> dict[str, Any]:
-    """Corpus coverage, co-occurrence window, model, claims and n-gram ablations (headline slice, smaller bootstrap)."""
+                  feats: list[dict[str, float]], *, dev: DevSet | None = None) -> dict[str, Any]:
+    """Corpus coverage, co-occurrence window, model, claims, n-gram and threshold ablations (headline slice, smaller bootstrap)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
     kinds = cfg.ablation_kinds
+    if "thresholds" in kinds:  # the QuCo rule with absolute, index-relative and dev-fitted thresholds
+        from quco.corpus.size import corpus_tokens
+        from quco.evaluation.devfit import thresholds_ablation
+
+        head = next(iter(slices_for(_protocol_name(cfg)).values()))
+        keep = [i for i, it in enumerate(items) if head(it)]
+        out["thresholds"] = thresholds_ablation(
+            [items[i] for i in keep], [feats[i] for i in keep], claims=cfg.claims,
+            tokens=corpus_tokens(comp.stats(cfg.index)), dev=dev, protocol=_protocol_name(cfg), n_boot=nb,
+            seed=cfg.seed)
     if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
         out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
     if "ngram" in kinds:  # the data side (and combined) fitted without and with the n-gram novelty features

@@ -30,10 +30,13 @@ def _u(log_count: float, threshold: float) -> float:
     """Map ``log10(1 + c)`` to ``1 / (1 + log10(1 + c) / log10(1 + threshold))``.
 
     1.0 at c = 0, exactly 0.5 at c = threshold, decreasing in c: above 0.5 iff
-    c < threshold. NaN stays NaN.
+    c < threshold. NaN stays NaN. A threshold of 0 (a fitted "never flag")
+    gives 0.5 at c = 0 and 0.0 above: never above 0.5.
     """
     if math.isnan(log_count):
         return math.nan
+    if threshold <= 0:
+        return 0.5 if log_count <= 0 else 0.0
     return 1.0 / (1.0 + max(log_count, 0.0) / math.log10(1.0 + threshold))
 
 
