@@ -44,7 +44,7 @@ from quco.risk.coverage import (
     neutral_features,
     signals_coverage,
 )
-from quco.risk.features import DATA_FEATURES, Signals
+from quco.risk.features import CLAIM_FEATURES, DATA_FEATURES, NGRAM_FEATURES, Signals
 from quco.risk.policies import FlarePolicy, QucoPolicy
 from quco.risk.thresholds import Thresholds, resolve
 from quco.types import Reason, Risk
@@ -145,7 +145,8 @@ class Judge:
 def is_data_only(scorer: Any) -> bool:
     """Whether a fitted scorer uses data-side features alone (usable without a model)."""
     names = getattr(scorer, "feature_names_", None) or ()
-    return bool(names) and all(n in DATA_FEATURES for n in names)
+    data_side = set(DATA_FEATURES) | set(CLAIM_FEATURES) | set(NGRAM_FEATURES)
+    return bool(names) and all(n in data_side for n in names)
 
 
 def load_combined(*, model: bool) -> Any | None:
@@ -155,8 +156,10 @@ def load_combined(*, model: bool) -> Any | None:
         model: ``True``: the default scorer (``quco.risk.load_default_scorer``,
             both sides). ``False``: a packaged scorer fitted on data-side
             features alone (any ``quco/data/combined*.json`` whose features
-            are all in ``DATA_FEATURES``), else ``None``: a scorer that expects
-            confidence features would see them missing on every row.
+            are all data-side: ``DATA_FEATURES``, ``CLAIM_FEATURES``,
+            ``NGRAM_FEATURES``; ``combined-data.json`` is shipped), else
+            ``None``: a scorer that expects confidence features would see
+            them missing on every row.
     """
     try:
         from quco.risk.combined import RiskScorer, load_default_scorer
