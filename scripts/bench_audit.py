@@ -140,6 +140,35 @@ class TimedStats(CorpusStats):
     def close(self) -> None:
         self.inner.close()
 
+    @property
+    def backend(self) -> Any:
+        """The n-gram novelty counts (:func:`quco.corpus.ngrams.ngram_backend`) go through :class:`TimedNgrams`."""
+        from quco.corpus.ngrams import ngram_backend
+
+        found = ngram_backend(self.inner)
+        return None if found is None else TimedNgrams(*found, self.timer)
+
+
+class TimedNgrams:
+    """Tokenizing and counting the answers' n-grams, timed as the ``ngrams`` part."""
+
+    def __init__(self, tokenize: Any, count_ids: Any, timer: Timer) -> None:
+        self._tokenize, self._count_ids, self.timer = tokenize, count_ids, timer
+
+    def tokenize_many(self, texts: Sequence[str]) -> Any:
+        t = time.perf_counter()
+        try:
+            return self._tokenize(texts)
+        finally:
+            self.timer.add("ngrams", time.perf_counter() - t)
+
+    def count_ids_many(self, grams: Sequence[tuple[int, ...]]) -> Any:
+        t = time.perf_counter()
+        try:
+            return self._count_ids(grams)
+        finally:
+            self.timer.add("ngrams", time.perf_counter() - t)
+
 
 class TimedScorer:
     def __init__(self, inner: Any, timer: Timer) -> None:
@@ -219,14 +248,17 @@ def child(mode: str, input_path: Path, index: Path, batch_size: int, model: str 
     cache = CachedStats(open_stats(str(index)), maxsize=200_000)
     stats = TimedStats(cache, timer)
     combined = load_combined(model=use_model)
-    claims = mode == "data-claims"  # as quco audit --no-model (claims, the default); "data" is --claims pairs
+    # data-claims: as quco audit --no-model (claims, the default); "data" is --claims pairs;
+    # data-ngrams: as quco audit --no-model --ngrams (claims and the n-gram novelty features)
+    claims = mode in ("data-claims", "data-ngrams")
+    ngrams = mode == "data-ngrams"
     judge = default_judge(model=use_model, combined=combined, claims="triplets" if claims else "pairs")
     if mode == "data-serial":  # the memo hidden behind the timer: no prefetch, extraction and queries in turn
         ex: Any = TimedExtractor(MemoExtractor(extractor), timer)
     else:  # as quco audit: next batch's extraction in a background thread while this batch queries the corpus
         ex = MemoExtractor(TimedExtractor(extractor, timer))
     claim_ex = TimedClaims(extractor.claim_extractor(), timer) if claims else None
-    auditor = Auditor(Analyzer(ex, stats, claim_extractor=claim_ex), judge, scorer=scorer)
+    auditor = Auditor(Analyzer(ex, stats, claim_extractor=claim_ex, ngrams=ngrams), judge, scorer=scorer)
     setup_s = time.perf_counter() - t0
     rss_setup = rss_mib()
 
@@ -250,9 +282,11 @@ def child(mode: str, input_path: Path, index: Path, batch_size: int, model: str 
     from quco.evaluation.metrics import fill_missing, roc_auc
 
     y, risk = [], []
+    with_novelty = 0
     with open(out, "rb") as f:
         for line in f:
             rec = json.loads(line)
+            with_novelty += rec.get("novelty") is not None
             y.append(rec["label"])
             risk.append(np.nan if rec["risk"] is None else rec["risk"])
     from quco.audit.report import build_report
@@ -285,6 +319,7 @@ def child(mode: str, input_path: Path, index: Path, batch_size: int, model: str 
         "rss_after_setup_mib": round(rss_setup, 1),
         "rss_by_progress_mib": samples,
         "cache_hit_rate": round(info.hit_rate, 3),
+        "answers_with_ngram_novelty": with_novelty,
         "roc_auc_headline_risk": round(roc_auc(np.array(y), fill_missing(np.array(risk, dtype=float))), 4),
         "headline": judge.headline,
     }
@@ -298,7 +333,8 @@ def main() -> int:
         "--modes",
         default="data,data-serial,model",
         help="comma-separated: data (as quco audit --no-model --claims pairs), data-claims (as quco audit "
-        "--no-model: claims, the default), data-serial (no extraction prefetch), model",
+        "--no-model: claims, the default), data-ngrams (as quco audit --no-model --ngrams), data-serial (no "
+        "extraction prefetch), model",
     )
     ap.add_argument(
         "--model-rows",
