@@ -427,19 +427,35 @@ def noknowledge_index_for(index: str) -> str | None:
 
     Returns None when ``index`` is not a demo index folder (a URL or another index).
     """
+    return _ablation_index_for(index, "knowledge")
+
+
+def nonews_index_for(index: str) -> str | None:
+    """The demo's index without the HaluEval news articles beside a demo ``index`` folder, built if missing.
+
+    Against it the ``summarization`` protocol is an unseen-domain evaluation:
+    the articles the summaries are about are not in the corpus. Returns None
+    when ``index`` is not a demo index folder (a URL or another index).
+    """
+    return _ablation_index_for(index, "news")
+
+
+def _ablation_index_for(index: str, leave_out: str) -> str | None:
+    """The demo index without one corpus (``"knowledge"`` or ``"news"``) beside ``index``, built once."""
     from quco.demo import DemoPaths
 
     p = Path(index)
     if index.startswith(("http://", "https://")) or p.name != "index":
         return None
     paths = DemoPaths(p.parent)
-    if (paths.index_noknowledge / "quco-index.json").exists():
-        return str(paths.index_noknowledge)
-    files = paths.corpus_files(knowledge=False)
+    target = paths.index_noknowledge if leave_out == "knowledge" else paths.index_nonews
+    if (target / "quco-index.json").exists():
+        return str(target)
+    files = paths.corpus_files(knowledge=leave_out != "knowledge", news=leave_out != "news")
     if not all(f.exists() for f in files):
         return None
     from quco.corpus.build import build_index
 
-    log.info("building %s (corpus ablation, once)", paths.index_noknowledge)
-    build_index([str(f) for f in files], paths.index_noknowledge)
-    return str(paths.index_noknowledge)
+    log.info("building %s (ablation index without the %s corpus, once)", target, leave_out)
+    build_index([str(f) for f in files], target)
+    return str(target)
