@@ -32,6 +32,7 @@ from quco.evaluation.collect import (
     collect_summarization,
     collect_user,
 )
+from quco.evaluation.coverage_figs import coverage_figures
 from quco.evaluation.detectors import (
     SINGLES,
     analyze_items,
@@ -338,6 +339,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "n_items": len(items),
+        "coverage_figures": coverage_figures(items, feats, claims=cfg.claims).to_dict(),
     }
     if proto == "self":
         doc["accuracy_by_condition"] = {
