@@ -78,8 +78,8 @@ def test_collect_summarization_labels_groups_and_prompts() -> None:
 _SAFE_Q = math.log10(1 + 1e6)  # question entities frequent: stage 1 quiet
 
 
-def _feat(pair_cooc: float, cov: float | None) -> dict[str, float]:
-    f = {"q_ent_freq_mean": _SAFE_Q, "pair_cooc_min": pair_cooc}
+def _feat(pair_cooc: float, cov: float | None, q: float = _SAFE_Q) -> dict[str, float]:
+    f = {"q_ent_freq_mean": q, "pair_cooc_min": pair_cooc}
     if cov is not None:
         f[ENTITY_COVERAGE] = cov
     return f
@@ -96,6 +96,12 @@ def test_coverage_figures_by_hand() -> None:
     assert (fig.out_of_coverage_share, fig.no_entities_share) == (0.25, 0.25)
     # a higher floor puts item 3 (80% known) out of coverage too
     assert coverage_figures(items, feats, claims="pairs", floor=0.9).out_of_coverage_share == 0.5
+    assert (fig.stage2_flag_rate, fig.stage2_fpr, fig.stage2_tpr) == (0.5, 0.5, 0.5)
+    # a rare question entity (stage 1) flags item 3 too; stage 2 alone is unchanged
+    feats[3] = _feat(math.log10(6), 0.8, q=math.log10(1 + 5))
+    fig1 = coverage_figures(items, feats, claims="pairs")
+    assert (fig1.rule_flag_rate, fig1.rule_tpr, fig1.stage2_tpr) == (0.75, 1.0, 0.5)
+    assert fig1.verdicts == {"risky": 0.5, "safe": 0.25, "out_of_coverage": 0.25}
     md = coverage_markdown(fig.to_dict())
     assert "| QuCo rule flag rate | 0.500 |" in md and "0.250 / 0.500 / 0.250" in md
     assert coverage_markdown(None) == ""

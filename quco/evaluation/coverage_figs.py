@@ -9,6 +9,10 @@ when its score is above 0.5) :func:`coverage_figures` gives, over a rated set:
   rate retrieves on nearly everything;
 - ``rule_fpr`` / ``rule_tpr``: the flagged share of the right (label 0) and of
   the hallucinated (label 1) items;
+- ``stage2_flag_rate`` / ``stage2_fpr`` / ``stage2_tpr``: the same for stage 2
+  alone (the answer's claims or pairs). Stage 1 judges the question only, so
+  where a right and a hallucinated answer share their question (``paired``,
+  ``summarization``) it flags both or neither and cannot tell them apart;
 - ``verdicts``: the data side's three-state verdict (:mod:`quco.risk.coverage`):
   ``out_of_coverage`` when fewer than ``floor`` of the item's named entities
   (question and answer) are known to the corpus, else ``risky`` (the rule
@@ -52,6 +56,9 @@ class CoverageFigures:
     rule_flag_rate: float | None
     rule_fpr: float | None
     rule_tpr: float | None
+    stage2_flag_rate: float | None = None
+    stage2_fpr: float | None = None
+    stage2_tpr: float | None = None
     verdicts: dict[str, float | None] = field(default_factory=dict)
     verdict_fpr: float | None = None
     verdict_tpr: float | None = None
@@ -91,6 +98,7 @@ def coverage_figures(
     rule = QucoPolicy(claims=claims)
     labels = [it.label for it in items]
     flagged = [bool(rule.score_features(f) > 0.5) for f in feats]  # NaN compares False: not flagged
+    stage2 = [bool(rule.stage_scores(f)[1] > 0.5) for f in feats]
     shares = [f.get(ENTITY_COVERAGE) for f in feats]
     right = [i for i, y in enumerate(labels) if y == 0]
     wrong = [i for i, y in enumerate(labels) if y == 1]
@@ -102,6 +110,9 @@ def coverage_figures(
         rule_flag_rate=_share(flagged),
         rule_fpr=_share([flagged[i] for i in right]),
         rule_tpr=_share([flagged[i] for i in wrong]),
+        stage2_flag_rate=_share(stage2),
+        stage2_fpr=_share([stage2[i] for i in right]),
+        stage2_tpr=_share([stage2[i] for i in wrong]),
     )
     known = [s for s in shares if s is not None]
     if not items or len(known) < len(shares):
@@ -135,6 +146,8 @@ def coverage_markdown(block: Mapping[str, Any] | None) -> str:
         f"| QuCo rule flag rate | {f(block.get('rule_flag_rate'))} |",
         f"| rule FPR (flagged among right) | {f(block.get('rule_fpr'))} |",
         f"| rule TPR (flagged among hallucinated) | {f(block.get('rule_tpr'))} |",
+        f"| stage 2 alone: flag rate / FPR / TPR | {f(block.get('stage2_flag_rate'))} / "
+        f"{f(block.get('stage2_fpr'))} / {f(block.get('stage2_tpr'))} |",
         f"| verdicts risky / safe / out of coverage (floor {block.get('floor')}) | "
         + " / ".join(f(v.get(k)) for k in VERDICTS) + " |",
         f"| risky-verdict FPR / TPR | {f(block.get('verdict_fpr'))} / {f(block.get('verdict_tpr'))} |",
