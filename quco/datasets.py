@@ -6,6 +6,8 @@ are located with ``importlib.util.find_spec``.
 
 HaluEval QA rows 0–1999 are the development split (fitting, tuning); rows 2000
 on are reserved for testing. :func:`check_fit_rows` refuses to fit on them.
+HaluEval summarization has no split of its own: quco applies the same rule to
+its row numbers (0–1999 development, 2000 on evaluation).
 """
 
 from __future__ import annotations
@@ -57,6 +59,16 @@ class QARow:
     hallucinated_answer: str
 
 
+@dataclass(frozen=True)
+class SummaryRow:
+    """One HaluEval summarization row: a news article with a faithful and a hallucinated summary."""
+
+    row: int
+    document: str
+    right_summary: str
+    hallucinated_summary: str
+
+
 def parse_rows(spec: str) -> range:
     """Parse ``"A-B"`` (inclusive) or ``"A"`` into a range of row numbers."""
     m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+))?\s*", spec)
@@ -93,3 +105,31 @@ def iter_halueval_qa(rows: range | None = None) -> Iterator[QARow]:
 def load_halueval_qa(rows: range | None = None) -> list[QARow]:
     """List form of :func:`iter_halueval_qa`."""
     return list(iter_halueval_qa(rows))
+
+
+def load_halueval_summarization(rows: range) -> list[SummaryRow]:
+    """HaluEval summarization rows ``rows`` (keys ``document``, ``right_summary``, ``hallucinated_summary``).
+
+    Raises:
+        BadInputError: ``rows`` reaches past the file's last row, or a row lacks a key.
+    """
+    path = halueval_path("summarization")
+    out: list[SummaryRow] = []
+    n = 0
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            n = i + 1
+            if i >= rows.stop:
+                break
+            if i not in rows:
+                continue
+            d = json.loads(line)
+            try:
+                out.append(SummaryRow(i, d["document"], d["right_summary"], d["hallucinated_summary"]))
+            except KeyError as exc:
+                raise BadInputError(f"{path}:{i + 1}: missing key {exc.args[0]!r}") from None
+    if len(out) < len(rows):
+        raise BadInputError(
+            f"rows {rows.start}-{rows.stop - 1}: HaluEval summarization has rows 0-{n - 1} only"
+        )
+    return out

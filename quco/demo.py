@@ -7,8 +7,10 @@ Recipe (also in ``indexes/README.md``): three corpora exported as JSONL —
 - ``wiki_summaries.jsonl``: ~10k English Wikipedia vital-article summaries —
 
 then a corpus index over all three (``index/``), a retrieval collection over the
-same passages (``retrieval/``), and, for the corpus-coverage ablation only, an
-index without the HaluEval knowledge passages (``index-noknowledge/``).
+same passages (``retrieval/``), and, for ablations only, an index without the
+HaluEval knowledge passages (``index-noknowledge/``, the corpus-coverage
+ablation) and one without the news articles (``index-nonews/``, the
+unseen-domain run of the ``summarization`` protocol).
 """
 
 from __future__ import annotations
@@ -47,11 +49,16 @@ class DemoPaths:
         return self.base / "index-noknowledge"
 
     @property
+    def index_nonews(self) -> Path:
+        return self.base / "index-nonews"
+
+    @property
     def retrieval(self) -> Path:
         return self.base / "retrieval"
 
-    def corpus_files(self, *, knowledge: bool = True) -> list[Path]:
-        names = [KNOWLEDGE, NEWS, WIKI] if knowledge else [NEWS, WIKI]
+    def corpus_files(self, *, knowledge: bool = True, news: bool = True) -> list[Path]:
+        """The corpus files of an index: all three, or without the knowledge passages and/or the news."""
+        names = [n for n, keep in ((KNOWLEDGE, knowledge), (NEWS, news), (WIKI, True)) if keep]
         return [self.corpus / n for n in names]
 
 
@@ -108,13 +115,16 @@ def _log_step(msg: str) -> None:
     sys.stderr.write(f"quco demo: {msg}\n")
 
 
-def ensure_demo(base: str | Path | None = None, *, dense: bool = False, noknowledge: bool = False) -> DemoPaths:
+def ensure_demo(
+    base: str | Path | None = None, *, dense: bool = False, noknowledge: bool = False, nonews: bool = False
+) -> DemoPaths:
     """Build whatever of the demo artefacts is missing; return their paths.
 
     Args:
         base: base folder (default :func:`default_base`).
         dense: also build the dense (FAISS) retriever beside BM25.
         noknowledge: also build the ablation index without the HaluEval knowledge passages.
+        nonews: also build the ablation index without the HaluEval news articles.
     """
     from quco.corpus.build import build_index
     from quco.corpus.manifest import MANIFEST_NAME
@@ -131,6 +141,9 @@ def ensure_demo(base: str | Path | None = None, *, dense: bool = False, noknowle
     if noknowledge and not (paths.index_noknowledge / MANIFEST_NAME).exists():
         _log_step(f"building the ablation index without HaluEval knowledge in {paths.index_noknowledge}")
         build_index(paths.corpus_files(knowledge=False), paths.index_noknowledge, force=True)
+    if nonews and not (paths.index_nonews / MANIFEST_NAME).exists():
+        _log_step(f"building the ablation index without the HaluEval news articles in {paths.index_nonews}")
+        build_index(paths.corpus_files(news=False), paths.index_nonews, force=True)
     return paths
 
 

@@ -32,9 +32,16 @@ def register(evalsub: Any) -> None:
     )
     p.add_argument("--protocol", default="self",
                    help="self (the model answers itself; default), paired (HaluEval's given answers), "
+                   "summarization (HaluEval summarization's given right and hallucinated summaries of news "
+                   "articles; rows 0-1999 development, 2000 on evaluation, as for QA), "
                    "or a JSONL file with question, answer, label (1 = hallucinated)")
-    p.add_argument("--rows", default="2000-2299", help="HaluEval QA rows A-B, inclusive (default 2000-2299)")
-    p.add_argument("--index", default=None, help="corpus index folder or URL (default: the demo index)")
+    p.add_argument("--rows", default="2000-2299",
+                   help="HaluEval QA (or, with --protocol summarization, summarization) rows A-B, inclusive "
+                   "(default 2000-2299)")
+    p.add_argument("--index", default=None,
+                   help="corpus index folder or URL (default: the demo index, which holds the news articles "
+                   "too; with --protocol summarization, the demo's index-nonews folder (built by "
+                   "quco.evaluation.ablations.nonews_index_for) makes it the unseen-domain run)")
     p.add_argument("--model", default=None, help="language model alias, HF id or path (default SmolLM2-135M)")
     p.add_argument("--window", type=_window, default=1000, help="co-occurrence window in tokens, or 'doc'")
     p.add_argument("--claims", choices=("triplets", "pairs"), default="triplets",
@@ -50,9 +57,9 @@ def register(evalsub: Any) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-model", action="store_true",
-                   help="paired/JSONL protocols: no confidence scoring (data side only)")
+                   help="paired/summarization/JSONL protocols: no confidence scoring (data side only)")
     p.add_argument("--fit-rows", default=None, metavar="A-B",
-                   help="development rows (all below 2000; self and paired protocols): fit data_dev, "
+                   help="development rows (all below 2000; self, paired and summarization protocols): fit data_dev, "
                    "confidence_dev and combined_dev there once (C chosen by grouped CV on those rows) and rate "
                    "them on --rows beside the cross-validated figures; also the thresholds ablation's fitted "
                    "τ_entity/τ_cooc. Self: the answers are generated (and cached in --out) as for --rows")
@@ -73,10 +80,11 @@ def _ablation_kinds(spec: str) -> tuple[str, ...]:
 def run(args: argparse.Namespace) -> int:
     from quco.datasets import check_fit_rows, parse_rows
     from quco.demo import DemoPaths, default_base
-    from quco.evaluation.run import DetectorEvalConfig, run_detectors_eval
+    from quco.evaluation.run import PROTOCOLS, DetectorEvalConfig, run_detectors_eval
 
-    if args.protocol not in ("self", "paired") and not Path(args.protocol).is_file():
-        raise BadInputError(f"--protocol must be self, paired or an existing JSONL file, got {args.protocol!r}")
+    if args.protocol not in PROTOCOLS and not Path(args.protocol).is_file():
+        raise BadInputError(
+            f"--protocol must be self, paired, summarization or an existing JSONL file, got {args.protocol!r}")
     if args.protocol == "self" and args.no_model:
         raise BadInputError("--no-model does not apply to the self protocol (the model writes the answers)")
     if args.folds < 2:
@@ -85,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
         raise BadInputError("--n-boot must not be negative")
     fit_rows = None
     if args.fit_rows is not None:
-        if args.protocol not in ("self", "paired"):
-            raise BadInputError("--fit-rows applies to the self and paired protocols (HaluEval QA rows)")
+        if args.protocol not in PROTOCOLS:
+            raise BadInputError("--fit-rows applies to the self, paired and summarization protocols (HaluEval rows)")
         fit_rows = parse_rows(args.fit_rows)
         check_fit_rows(fit_rows)
     index = args.index or str(DemoPaths(default_base()).index)

@@ -8,6 +8,10 @@
   ablations and re-runs reuse them.
 - ``paired``: HaluEval's given right (label 0) and hallucinated (label 1)
   answers, scored by a :class:`~quco.protocols.Scorer` under ``qa_prompt``.
+- ``summarization``: HaluEval summarization's given right (label 0) and
+  hallucinated (label 1) summaries of a news article; the "question" is
+  :func:`summary_question` (the instruction and the article's first
+  :data:`SUMMARY_WORDS` words), which is also the scorer's prompt.
 - a user JSONL with ``question``, ``answer``, ``label`` (1 = hallucinated).
 """
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quco.datasets import QARow
+from quco.datasets import QARow, SummaryRow
 from quco.errors import BadInputError
 from quco.evaluation.labels import is_comparison, self_label
 from quco.protocols import Generator, Scorer
@@ -33,6 +37,10 @@ PASSAGE = "with_passage"
 CONDITIONS = (CLOSED, PASSAGE)
 #: generation length cap for the short answers of the ``self`` protocol
 MAX_NEW_TOKENS = 24
+
+#: article words kept in a ``summarization`` question (most CNN/DailyMail articles are longer: their
+#: first part carries most of what a summary says, and the whole article makes a ~1,000-token prompt)
+SUMMARY_WORDS = 400
 
 PromptFn = Callable[[str, Sequence[str]], str]
 
@@ -204,6 +212,51 @@ def collect_paired(
                 EvalItem(r.row, f"q{r.row}", "paired", r.question, ans, lab, r.right_answer,
                          is_comparison(r.question, r.right_answer), conf, prompt)
             )
+    if bar is not None:
+        bar.close()
+    return out
+
+
+def summary_question(document: str, max_words: int = SUMMARY_WORDS) -> str:
+    """``"Summarize this article: <the article's first max_words words>"`` (white space collapsed).
+
+    A cut article ends in `` ...``.
+    """
+    words = document.split()
+    text = " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
+    return f"Summarize this article: {text}"
+
+
+def collect_summarization(
+    rows: Sequence[SummaryRow],
+    scorer: Scorer | None,
+    prompt_fn: PromptFn,
+    *,
+    max_words: int = SUMMARY_WORDS,
+    progress: bool = True,
+) -> list[EvalItem]:
+    """HaluEval's given summaries: ``right_summary`` (label 0) and ``hallucinated_summary`` (label 1).
+
+    Args:
+        rows: HaluEval summarization rows.
+        scorer: scores each summary under ``prompt_fn(question, [])``; None = data side only.
+        prompt_fn: (question, evidence) -> prompt.
+        max_words: article words kept in the question (:func:`summary_question`).
+        progress: show a progress bar on stderr.
+
+    Returns:
+        Two items per row (right first), grouped by row (``s<row>``: a pair shares a fold).
+    """
+    out = []
+    bar = _bar(2 * len(rows), "scoring given summaries", progress and scorer is not None)
+    for r in rows:
+        question = summary_question(r.document, max_words)
+        prompt = prompt_fn(question, [])
+        for summary, lab in ((r.right_summary, 0), (r.hallucinated_summary, 1)):
+            conf = scorer.score(prompt, summary) if scorer is not None and summary.strip() else None
+            if bar is not None:
+                bar.update(1)
+            out.append(EvalItem(r.row, f"s{r.row}", "paired", question, summary, lab, "", False, conf, prompt))
     if bar is not None:
         bar.close()
     return out

@@ -86,13 +86,19 @@ BASELINES = ("length", "random")
 def analyze_items(
     items: Sequence[EvalItem], analyzer: Analyzer, *, batch: int = 64, progress: bool = True
 ) -> list[dict[str, float]]:
-    """Feature dicts of the items' answers (answer level), analyzed in batches."""
+    """Feature dicts of the items' answers (answer level), analyzed in batches.
+
+    Each dict also holds the answer's entity coverage share
+    (:data:`~quco.evaluation.coverage_figs.ENTITY_COVERAGE`; no model uses it).
+    """
     out: list[dict[str, float]] = []
     bar = None
     if progress and len(items) > batch:
         from tqdm import tqdm
 
         bar = tqdm(total=len(items), desc="analyzing answers", unit="ans", leave=False)
+    from quco.evaluation.coverage_figs import ENTITY_COVERAGE
+    from quco.risk.coverage import signals_coverage
     from quco.risk.features import feature_vector
 
     for i in range(0, len(items), batch):
@@ -100,7 +106,7 @@ def analyze_items(
         res = analyzer.analyze_many(
             [AnalysisItem(it.question, it.answer, it.confidence, it.prompt) for it in chunk]
         )
-        out.extend(feature_vector(a.signals) for a in res)
+        out.extend({**feature_vector(a.signals), ENTITY_COVERAGE: signals_coverage(a.signals).share} for a in res)
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:

