@@ -21,6 +21,9 @@ def register(sub: Any) -> None:
     p.add_argument("--policy", default="quco", help="guard policy for the question (quco)")
     p.add_argument("--build-only", action="store_true", help="only build what is missing")
     p.add_argument("--dense", action="store_true", help="also build the dense (FAISS) retriever")
+    p.add_argument("--ablation-indexes", action="store_true",
+                   help="also build the leave-one-out indexes of the evaluations: index-noknowledge (no HaluEval "
+                   "QA passages) and index-nonews (no news articles: the unseen-domain run); seconds each")
     p.set_defaults(func=run)
 
 
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
     from quco.cli import main
     from quco.demo import default_base, ensure_demo, write_demo_audit_input
 
-    paths = ensure_demo(args.dir or default_base(), dense=args.dense)
+    paths = ensure_demo(args.dir or default_base(), dense=args.dense, noknowledge=args.ablation_indexes,
+                        nonews=args.ablation_indexes)
     if args.build_only:
         sys.stdout.write(f"demo indexes ready in {paths.base}\n")
         return 0
