@@ -135,3 +135,22 @@ def test_rule_with_a_zero_threshold_never_flags() -> None:
         s = pol.score_features({"q_ent_freq_mean": count, "claim_cooc_min": count})
         assert 0.0 <= s <= 0.5
     assert pol.score_features({"q_ent_freq_mean": 0.0}) > pol.score_features({"q_ent_freq_mean": 2.0})
+
+
+def test_fit_generations_caches_the_development_answers_elsewhere(tmp_path, capsys) -> None:
+    from quco.cli import main
+    from quco.evaluation.run import DetectorEvalConfig, run_detectors_eval
+    from tests.test_eval_detectors import _fake_components
+
+    comp, gen = _fake_components(range(0, 60))
+    dev_dir = tmp_path / "dev"
+    cfg = DetectorEvalConfig(out=tmp_path / "ev", rows=range(2000, 2030), fit_rows=range(0, 30),
+                             fit_generations=dev_dir, index="fake", n_boot=0, progress=False)
+    run_detectors_eval(cfg, comp)
+    (dev_cache,) = (dev_dir / "generations").iterdir()
+    (ev_cache,) = (tmp_path / "ev" / "generations").iterdir()
+    rows = {json.loads(line)["row"] for line in dev_cache.read_text().splitlines()}
+    assert rows == set(range(0, 30))  # the development answers went to --fit-generations
+    assert all(json.loads(line)["row"] >= 2000 for line in ev_cache.read_text().splitlines())
+    assert main(["eval", "detectors", "--fit-generations", str(dev_dir), "--out", str(tmp_path / "x")]) == 1
+    assert "--fit-generations needs --fit-rows" in capsys.readouterr().err

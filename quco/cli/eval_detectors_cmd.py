@@ -63,6 +63,9 @@ def register(evalsub: Any) -> None:
                    "confidence_dev and combined_dev there once (C chosen by grouped CV on those rows) and rate "
                    "them on --rows beside the cross-validated figures; also the thresholds ablation's fitted "
                    "τ_entity/τ_cooc. Self: the answers are generated (and cached in --out) as for --rows")
+    p.add_argument("--fit-generations", default=None, metavar="DIR",
+                   help="self protocol: the folder whose generations/ caches the --fit-rows answers (default: "
+                   "--out), e.g. eval/results/fit_default, where the shipped model's development answers are")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
             raise BadInputError("--fit-rows applies to the self, paired and summarization protocols (HaluEval rows)")
         fit_rows = parse_rows(args.fit_rows)
         check_fit_rows(fit_rows)
+    if args.fit_generations is not None and args.fit_rows is None:
+        raise BadInputError("--fit-generations needs --fit-rows")
     index = args.index or str(DemoPaths(default_base()).index)
     cfg = DetectorEvalConfig(
         out=Path(args.out),
@@ -113,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         use_model=not args.no_model,
         fit_rows=fit_rows,
+        fit_generations=Path(args.fit_generations) if args.fit_generations else None,
         progress=True,
     )
     doc = run_detectors_eval(cfg)

@@ -55,8 +55,8 @@ def dev_fit(cfg: DetectorEvalConfig, comp: Components) -> tuple[DevSet, dict[str
     from quco.evaluation.devfit import fit_dev_models
 
     assert cfg.fit_rows is not None
-    dcfg = replace(cfg, rows=cfg.fit_rows)
-    d_items = collect(dcfg, comp, cfg.model)  # self: the same generation cache as the evaluation rows
+    dcfg = replace(cfg, rows=cfg.fit_rows, out=cfg.fit_generations or cfg.out)
+    d_items = collect(dcfg, comp, cfg.model)  # self: cached under fit_generations (default: as the evaluation rows)
     d_feats = _features(dcfg, comp, d_items, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
     rows = f"{cfg.fit_rows.start}-{cfg.fit_rows.stop - 1}"
     models, info = fit_dev_models(d_items, d_feats, _protocol_name(cfg), fitted_features(cfg.claims),

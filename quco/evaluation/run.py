@@ -180,6 +180,8 @@ class DetectorEvalConfig:
         fit_rows: development rows (``self``/``paired``, all below 2000) on which ``data_dev``,
             ``confidence_dev`` and ``combined_dev`` are fitted once and the ``thresholds``
             ablation fits τ_entity/τ_cooc (:mod:`quco.evaluation.devfit`); None = none.
+        fit_generations: the folder whose ``generations/`` caches the development rows' answers
+            (``self``; default ``out``), e.g. ``eval/results/fit_default`` (the shipped model's).
         progress: progress bars on stderr.
     """
 
@@ -200,6 +202,7 @@ class DetectorEvalConfig:
     seed: int = 0
     use_model: bool = True
     fit_rows: range | None = None
+    fit_generations: Path | None = None
     progress: bool = True
 
 
