@@ -16,10 +16,14 @@ scale a rate, and :func:`resolve` refuses one with :class:`BadInputError`
 paper's rate is the absolute 1000).
 
 The defaults are still the paper's absolute numbers (τ_entity 1000, τ_cooc 1,
-τ_tuple 20): the figures in the README were measured with them. The paper's
-rate, :data:`PAPER_ENTITY_RATE`, is what ``quco index info`` reports scaled to
-the index and what users can pass (``--tau-entity 1e3@4e12``). **The default
-will switch to the scaled rate when the figures are rerun (issue 11).**
+τ_tuple 20): the figures in the README were measured with them, and measured
+side by side (``quco eval detectors --ablations thresholds``) the scaled rate
+cut stage 1's flag rate on the demo index (0.90 -> 0.36) but ranked answers
+worse on every protocol tried (README, section 3). The paper's rate,
+:data:`PAPER_ENTITY_RATE`, is what ``quco index info`` reports scaled to the
+index and what users can pass (``--tau-entity 1e3@4e12``); thresholds fitted
+for an index (``quco calibrate --fit-thresholds``) are the better choice on a
+small proxy index.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from quco.errors import BadInputError
 PAPER_TOKENS = 4e12
 #: the paper's τ_entity as a rate: 10^3 occurrences per 4T tokens
 PAPER_ENTITY_RATE = "1e3@4e12"
-#: today's default τ_entity (absolute; will become PAPER_ENTITY_RATE when the figures are rerun)
+#: the default τ_entity (absolute: the module docs say why it is not PAPER_ENTITY_RATE)
 DEFAULT_ENTITY = "1000"
 #: today's default τ_cooc: a triplet (or pair) co-occurring fewer times is risky, i.e. never
 DEFAULT_COOC = "1"
