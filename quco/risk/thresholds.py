@@ -19,7 +19,8 @@ The defaults are still the paper's absolute numbers (τ_entity 1000, τ_cooc 1,
 τ_tuple 20): the figures in the README were measured with them, and measured
 side by side (``quco eval detectors --ablations thresholds``) the scaled rate
 cut stage 1's flag rate on the demo index (0.90 -> 0.36) but ranked answers
-worse on every protocol tried (README, section 3). The paper's rate,
+worse on every protocol tried and cost the guard accuracy on 200
+development questions (README). The paper's rate,
 :data:`PAPER_ENTITY_RATE`, is what ``quco index info`` reports scaled to the
 index and what users can pass (``--tau-entity 1e3@4e12``); thresholds fitted
 for an index (``quco calibrate --fit-thresholds``) are the better choice on a
