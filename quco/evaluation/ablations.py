@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from quco.evaluation.collect import CLOSED, PASSAGE, EvalItem
+from quco.evaluation.collect import EvalItem
 from quco.evaluation.detectors import evaluate_slices, slices_for
 from quco.evaluation.run import (
     Components,
@@ -24,8 +24,10 @@ from quco.evaluation.run import (
     _features,
     _model_slug,
     _protocol_name,
+    accuracy_by_condition,
     collect,
     manifest_sha256,
+    window_mode,
 )
 
 log = logging.getLogger(__name__)
@@ -57,7 +59,7 @@ def dev_fit(cfg: DetectorEvalConfig, comp: Components) -> tuple[DevSet, dict[str
     assert cfg.fit_rows is not None
     dcfg = replace(cfg, rows=cfg.fit_rows, out=cfg.fit_generations or cfg.out)
     d_items = collect(dcfg, comp, cfg.model)  # self: cached under fit_generations (default: as the evaluation rows)
-    d_feats = _features(dcfg, comp, d_items, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
+    d_feats = _features(dcfg, comp, d_items, cfg.index, cfg.window, window_mode(cfg.window))
     rows = f"{cfg.fit_rows.start}-{cfg.fit_rows.stop - 1}"
     models, info = fit_dev_models(d_items, d_feats, _protocol_name(cfg), fitted_features(cfg.claims),
                                   folds=cfg.folds, seed=cfg.seed,
@@ -88,8 +90,7 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
         out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
     if "ngram" in kinds:  # the data side (and combined) fitted without and with the n-gram novelty features
-        mode = "doc" if cfg.window is None else "window"
-        f_ng = _features(cfg, comp, items, cfg.index, cfg.window, mode, ngrams=True)
+        f_ng = _features(cfg, comp, items, cfg.index, cfg.window, window_mode(cfg.window), ngrams=True)
         out["ngram"] = {
             "without": {"ngrams": False, **_headline(items, feats, cfg, nb)},
             "with": {"ngrams": True, **_headline(items, f_ng, cfg, nb, ngrams=True)},
@@ -104,7 +105,7 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
         nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None
     corpus: dict[str, Any] = {f"with_{dom}": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
     if nk:
-        f_nk = _features(cfg, comp, items, nk, cfg.window, "doc" if cfg.window is None else "window")
+        f_nk = _features(cfg, comp, items, nk, cfg.window, window_mode(cfg.window))
         corpus[f"without_{dom}"] = {"index": nk, **_headline(items, f_nk, cfg, nb)}
     else:
         corpus[f"without_{dom}"] = {"skipped": f"no index without {what} for this --index"}
@@ -113,7 +114,7 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     # window
     win: dict[str, Any] = {}
     for label, w, mode in WINDOWS if "window" in kinds else ():
-        f_w = feats if (w == cfg.window and mode == ("doc" if cfg.window is None else "window")) else _features(
+        f_w = feats if (w == cfg.window and mode == window_mode(cfg.window)) else _features(
             cfg, comp, items, cfg.index, w, mode)
         win[label] = _headline(items, f_w, cfg, nb)
     if "window" in kinds:
@@ -126,14 +127,10 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
         models: dict[str, Any] = {_model_slug(cfg.model): _headline(items, feats, cfg, nb)}
         cfg2 = replace(cfg, model=other)
         items2 = collect(cfg2, comp, other)
-        f2 = _features(cfg2, comp, items2, cfg.index, cfg.window, "doc" if cfg.window is None else "window")
+        f2 = _features(cfg2, comp, items2, cfg.index, cfg.window, window_mode(cfg.window))
         h2 = _headline(items2, f2, cfg2, nb)
         if cfg.protocol == "self":
-            h2["accuracy_by_condition"] = {
-                c: round(1 - sum(it.label for it in items2 if it.condition == c)
-                         / max(1, sum(1 for it in items2 if it.condition == c)), 4)
-                for c in (CLOSED, PASSAGE)
-            }
+            h2["accuracy_by_condition"] = accuracy_by_condition(items2)
         models[_model_slug(other)] = h2
         out["model"] = models
     return out

@@ -243,6 +243,20 @@ def _features(cfg: DetectorEvalConfig, comp: Components, items: Sequence[EvalIte
     return analyze_items(items, analyzer, progress=cfg.progress)
 
 
+def window_mode(window: int | None) -> str:
+    """The co-occurrence mode of a window: ``"doc"`` for None (whole documents), else ``"window"``."""
+    return "doc" if window is None else "window"
+
+
+def accuracy_by_condition(items: Sequence[EvalItem]) -> dict[str, float]:
+    """Share of correct answers per ``self`` condition (closed-book, with the passage), all questions."""
+    out = {}
+    for c in (CLOSED, PASSAGE):
+        n = sum(1 for it in items if it.condition == c)
+        out[c] = round(1 - sum(it.label for it in items if it.condition == c) / max(1, n), 4)
+    return out
+
+
 def _protocol_name(cfg: DetectorEvalConfig) -> str:
     return cfg.protocol if cfg.protocol in PROTOCOLS else "user"
 
@@ -299,9 +313,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
 
     items = collect(cfg, comp, cfg.model)
     timing["collect_s"] = round(time.perf_counter() - t0, 1)
-    mode = "doc" if cfg.window is None else "window"
     t1 = time.perf_counter()
-    feats = _features(cfg, comp, items, cfg.index, cfg.window, mode)
+    feats = _features(cfg, comp, items, cfg.index, cfg.window, window_mode(cfg.window))
     timing["analyze_s"] = round(time.perf_counter() - t1, 1)
     proto = _protocol_name(cfg)
     fixed = shipped_model(cfg)
@@ -355,10 +368,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     if dev_info is not None:
         doc["dev_fit"] = dev_info
     if proto == "self":
-        doc["accuracy_by_condition"] = {
-            c: round(1 - sum(it.label for it in items if it.condition == c) / max(1, sum(1 for it in items if it.condition == c)), 4)
-            for c in (CLOSED, PASSAGE)
-        }
+        doc["accuracy_by_condition"] = accuracy_by_condition(items)
         doc["comparison_share"] = round(sum(it.comparison for it in items) / max(1, len(items)), 4)
 
     if cfg.ablations:
