@@ -73,6 +73,16 @@ def _share(flags: Sequence[bool]) -> float | None:
     return round(sum(flags) / len(flags), 4) if flags else None
 
 
+def flag_shares(labels: Sequence[int], flagged: Sequence[bool]) -> dict[str, float | None]:
+    """``flag_rate``, ``true_rate``, ``tpr`` (flagged among label 1) and ``fpr`` (among label 0); None when empty."""
+    return {
+        "flag_rate": _share(flagged),
+        "true_rate": _share([y == 1 for y in labels]),
+        "tpr": _share([f for f, y in zip(flagged, labels, strict=True) if y == 1]),
+        "fpr": _share([f for f, y in zip(flagged, labels, strict=True) if y == 0]),
+    }
+
+
 def coverage_figures(
     items: Sequence[EvalItem],
     feats: Sequence[Mapping[str, float]],
@@ -100,30 +110,30 @@ def coverage_figures(
     flagged = [bool(rule.score_features(f) > 0.5) for f in feats]  # NaN compares False: not flagged
     stage2 = [bool(rule.stage_scores(f)[1] > 0.5) for f in feats]
     shares = [f.get(ENTITY_COVERAGE) for f in feats]
-    right = [i for i, y in enumerate(labels) if y == 0]
-    wrong = [i for i, y in enumerate(labels) if y == 1]
+    r, s2 = flag_shares(labels, flagged), flag_shares(labels, stage2)
     base = CoverageFigures(
         n=len(items),
         floor=floor,
         claims=claims,
-        true_rate=_share([y == 1 for y in labels]),
-        rule_flag_rate=_share(flagged),
-        rule_fpr=_share([flagged[i] for i in right]),
-        rule_tpr=_share([flagged[i] for i in wrong]),
-        stage2_flag_rate=_share(stage2),
-        stage2_fpr=_share([stage2[i] for i in right]),
-        stage2_tpr=_share([stage2[i] for i in wrong]),
+        true_rate=r["true_rate"],
+        rule_flag_rate=r["flag_rate"],
+        rule_fpr=r["fpr"],
+        rule_tpr=r["tpr"],
+        stage2_flag_rate=s2["flag_rate"],
+        stage2_fpr=s2["fpr"],
+        stage2_tpr=s2["tpr"],
     )
     known = [s for s in shares if s is not None]
     if not items or len(known) < len(shares):
         return base
     out = [not math.isnan(s) and s < floor for s in known]
     verdict = ["out_of_coverage" if o else ("risky" if fl else "safe") for o, fl in zip(out, flagged, strict=True)]
+    risky = flag_shares(labels, [x == "risky" for x in verdict])
     return replace(
         base,
         verdicts={v: _share([x == v for x in verdict]) for v in VERDICTS},
-        verdict_fpr=_share([verdict[i] == "risky" for i in right]),
-        verdict_tpr=_share([verdict[i] == "risky" for i in wrong]),
+        verdict_fpr=risky["fpr"],
+        verdict_tpr=risky["tpr"],
         out_of_coverage_share=_share(out),
         no_entities_share=_share([math.isnan(s) for s in known]),
     )

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from quco.evaluation.collect import EvalItem
+from quco.evaluation.coverage_figs import flag_shares
 from quco.evaluation.cv import cross_val_proba, group_folds
 from quco.evaluation.metrics import evaluate_detector
 from quco.risk.combined import RiskScorer
@@ -100,17 +101,12 @@ def _rule_figures(policy: QucoPolicy, items: Sequence[EvalItem], feats: Sequence
     y = np.asarray([it.label for it in items], dtype=int)
     s = np.asarray([policy.score_features(f) for f in feats], dtype=float)
     m = evaluate_detector(y, s, None, n_boot=n_boot, seed=seed)
-    flag = np.isfinite(s) & (s > 0.5)
-    pos, neg = y == 1, y == 0
     return {
         "thresholds": {"tau_entity": policy.entity_threshold, "tau_cooc": policy.cooc_threshold,
                        "tau_tuple": policy.tuple_threshold},
         "roc_auc": m["roc_auc"],
         "ci": {"roc_auc": m["ci"].get("roc_auc")} if m.get("ci") else {},
-        "flag_rate": round(float(flag.mean()), 4) if y.size else None,
-        "true_rate": round(float(pos.mean()), 4) if y.size else None,
-        "tpr": round(float(flag[pos].mean()), 4) if pos.any() else None,
-        "fpr": round(float(flag[neg].mean()), 4) if neg.any() else None,
+        **flag_shares(y.tolist(), (s > 0.5).tolist()),  # NaN compares False: not flagged
     }
 
 
