@@ -40,6 +40,7 @@ import numpy as np
 from quco.analyze import AnalysisItem, Analyzer
 from quco.evaluation.collect import EvalItem
 from quco.evaluation.cv import N_FOLDS, SplitHook, cross_val_proba, group_folds
+from quco.evaluation.devfit import DEV_SUFFIX
 from quco.evaluation.metrics import evaluate_detector
 from quco.risk.combined import RiskScorer, fit_logistic
 from quco.risk.features import (
@@ -220,7 +221,7 @@ def score_detectors(
         p = model.predict_proba(list(feats))[:, 1]
         run.scores[name] = p
         run.probs[name] = p
-        run.kinds[name] = "dev-fitted" if name.endswith("_dev") else "shipped"
+        run.kinds[name] = "dev-fitted" if name.endswith(DEV_SUFFIX) else "shipped"
         run.features[name] = tuple(model.feature_names_)
 
     quco = QucoPolicy(claims=claims)
