@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from quco.errors import QucoError
 from quco.risk.coverage import (
+    DATA_SIDE,
     DEFAULT_ACTION,
     DEFAULT_FLOOR,
     Coverage,
@@ -44,7 +45,7 @@ from quco.risk.coverage import (
     neutral_features,
     signals_coverage,
 )
-from quco.risk.features import CLAIM_FEATURES, DATA_FEATURES, NGRAM_FEATURES, Signals
+from quco.risk.features import Signals
 from quco.risk.policies import FlarePolicy, QucoPolicy
 from quco.risk.thresholds import Thresholds, resolve
 from quco.types import Reason, Risk
@@ -145,8 +146,7 @@ class Judge:
 def is_data_only(scorer: Any) -> bool:
     """Whether a fitted scorer uses data-side features alone (usable without a model)."""
     names = getattr(scorer, "feature_names_", None) or ()
-    data_side = set(DATA_FEATURES) | set(CLAIM_FEATURES) | set(NGRAM_FEATURES)
-    return bool(names) and all(n in data_side for n in names)
+    return bool(names) and all(n in DATA_SIDE for n in names)
 
 
 def load_combined(*, model: bool) -> Any | None:
@@ -156,8 +156,8 @@ def load_combined(*, model: bool) -> Any | None:
         model: ``True``: the default scorer (``quco.risk.load_default_scorer``,
             both sides). ``False``: a packaged scorer fitted on data-side
             features alone (any ``quco/data/combined*.json`` whose features
-            are all data-side: ``DATA_FEATURES``, ``CLAIM_FEATURES``,
-            ``NGRAM_FEATURES``; ``combined-data.json`` is shipped), else
+            are all data-side, :data:`quco.risk.coverage.DATA_SIDE`;
+            ``combined-data.json`` is shipped), else
             ``None``: a scorer that expects confidence features would see
             them missing on every row.
     """
