@@ -62,7 +62,7 @@ def register(evalsub: Any) -> None:
                    help="development rows (all below 2000; self, paired and summarization protocols): fit data_dev, "
                    "confidence_dev and combined_dev there once (C chosen by grouped CV on those rows) and rate "
                    "them on --rows beside the cross-validated figures; also the thresholds ablation's fitted "
-                   "τ_entity/τ_cooc. Self: the answers are generated (and cached in --out) as for --rows")
+                   "τ_entity/τ_cooc. Self: the answers are generated (and cached in --fit-generations, else --out) as for --rows")
     p.add_argument("--fit-generations", default=None, metavar="DIR",
                    help="self protocol: the folder whose generations/ caches the --fit-rows answers (default: "
                    "--out), e.g. eval/results/fit_default, where the shipped model's development answers are")

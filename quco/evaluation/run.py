@@ -177,7 +177,7 @@ class DetectorEvalConfig:
         folds: cross-validation folds.
         seed: seed of bootstrap and random baseline.
         use_model: score answers with the model (``paired``/user files); False = data side only.
-        fit_rows: development rows (``self``/``paired``, all below 2000) on which ``data_dev``,
+        fit_rows: development rows (``self``/``paired``/``summarization``, all below 2000) on which ``data_dev``,
             ``confidence_dev`` and ``combined_dev`` are fitted once and the ``thresholds``
             ablation fits τ_entity/τ_cooc (:mod:`quco.evaluation.devfit`); None = none.
         fit_generations: the folder whose ``generations/`` caches the development rows' answers
