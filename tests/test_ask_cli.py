@@ -15,7 +15,7 @@ Q = "In which city was Marie Curie born?"
 
 @pytest.mark.slow
 def test_ask_json_schema(small_index: Path, bm25_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["ask", Q, "--json", "--index", str(small_index), "--retriever", str(bm25_dir), "-k", "2", "--max-sentences", "1", "--max-new-tokens", "6"])
+    rc = main(["ask", Q, "--json", "--index", str(small_index), "--retriever", str(bm25_dir), "-k", "2", "--max-sentences", "1", "--max-new-tokens", "6", "--tau-entity", "1000"])
     assert rc == 0
     d = json.loads(capsys.readouterr().out)
     assert isinstance(d["answer"], str) and isinstance(d["retrievals"], int) and isinstance(d["sentences"], list)

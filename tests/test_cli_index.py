@@ -202,8 +202,8 @@ def test_index_info_prints_the_paper_rate_scaled_to_the_index(capsys, small_inde
     rc, out, _ = run(capsys, "index", "info", str(small_index))
     assert rc == 0
     line = next(x for x in out.splitlines() if x.startswith("τ_entity"))
-    assert "1000 in use" in line and "1e3@4e12" in line and f"{1000 * tokens / 4e12:.4g}" in line
+    assert f"{1000 * tokens / 4e12:.4g} in use" in line and "1e3@4e12" in line and "--tau-entity 1000" in line
     rc, out, _ = run(capsys, "index", "info", str(small_index), "--json")
     th = json.loads(out)["thresholds"]
-    assert th["tau_entity_default"] == 1000 and th["tau_cooc_default"] == 1
-    assert th["tau_entity_paper_rate"] == pytest.approx(1000 * tokens / 4e12)
+    assert th["tau_entity_default"] == pytest.approx(1000 * tokens / 4e12) and th["tau_cooc_default"] == 1
+    assert th["tau_entity_paper_rate"] == th["tau_entity_default"] and th["tau_entity_absolute"] == 1000

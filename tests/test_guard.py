@@ -110,7 +110,7 @@ def test_flare_confident_sentence_is_kept() -> None:
 def test_quco_stage1_fires_on_rare_question_entity() -> None:
     ret = FakeRetriever(DOCS)
     gen = ScriptGen(lambda p, pre: ("Vienna.", 0.9, "eos"))
-    r = make("quco", gen, retriever=ret).answer("Where was Zorblax Quint born?")
+    r = make("quco", gen, retriever=ret, entity_threshold="1000").answer("Where was Zorblax Quint born?")
     assert r.stage1.risk is not None and r.stage1.risk.flagged
     assert r.stage1.entities[0].entity.text == "Zorblax Quint" and r.stage1.entities[0].count.value == 400
     assert ret.queries[0] == "Where was Zorblax Quint born?" and r.stage1.retrieved

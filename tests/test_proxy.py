@@ -39,6 +39,7 @@ KEY = "sk-test-DO-NOT-LOG-4f9a1c"
 
 
 def make_guard(**kw: Any) -> AnswerGuard:
+    kw.setdefault("entity_threshold", "1000")  # the paper's count unscaled: in this toy corpus the default rate (about 0) calls nothing rare
     return AnswerGuard(extractor=FakeExtractor(), stats=FakeCorpus(CORPUS), retriever=FakeRetriever(DOCS), **kw)
 
 

@@ -34,8 +34,12 @@ def test_scaling_arithmetic() -> None:
     assert paper_rate_at(10_700_000) == pytest.approx(0.002675)
     assert Threshold.parse("1e5@4e12").effective(2e12) == pytest.approx(5e4)
     assert Threshold.parse("1000").effective(None) == 1000.0  # absolute: size not needed
+    # the paper's rate (the default) at an unknown size is taken at its own 4T tokens; any other rate is refused
+    assert paper.effective(None) == 1000.0 and "index size unknown, taken at 4T tokens" in paper.describe(None)
     with pytest.raises(BadInputError, match="token count is unknown"):
-        paper.effective(None)
+        Threshold.parse("1e5@4e12").effective(None)
+    with pytest.raises(BadInputError, match="token count is unknown"):
+        Threshold.parse("1e3@1e12").effective(None)
     assert "0.002675" in paper.describe(10_700_000) and "per 4T tokens" in paper.describe(10_700_000)
     assert Threshold.parse("1000").describe(123) == "1000 (absolute)"
 
@@ -47,12 +51,18 @@ def test_resolve_reads_the_corpus_size() -> None:
     assert th.to_dict()["specs"]["tau_entity"] == "10@20"
 
 
-def test_guard_scales_a_rate_to_the_index_and_defaults_are_unchanged() -> None:
+def test_guard_scales_a_rate_to_the_index_and_the_default_is_the_papers_rate() -> None:
     docs = ["Zorblax Quint was a painter from Vienna."] + ["Paris is in France."] * 99
     corpus = FakeCorpus(docs)
     gen = FakeGenerator(["Vienna."])
     g = Guard(gen, FakeExtractor(), corpus, FakeRetriever(docs), policy="quco")
-    assert (g.thresholds.entity, g.thresholds.cooc, g.thresholds.tuple_head) == (1000.0, 1.0, 20.0)
+    assert g.thresholds.entity == pytest.approx(1e3 * corpus.tokens / 4e12)  # the paper's rate, scaled
+    assert (g.thresholds.cooc, g.thresholds.tuple_head) == (1.0, 20.0)  # these stay absolute
+    assert g.thresholds.specs[0] == Threshold.parse(PAPER_ENTITY_RATE).spec
+    assert not g.answer("Where is Paris?").stage1.retrieved  # 99 Paris: frequent at any scale below 1
+    g1 = Guard(FakeGenerator(["Vienna."]), FakeExtractor(), corpus, FakeRetriever(docs), policy="quco",
+               entity_threshold="1000")  # the paper's count, unscaled: 99 < 1000, rare
+    assert g1.thresholds.entity == 1000.0 and g1.answer("Where is Paris?").stage1.retrieved
     # 99 "Paris" in the corpus; a rate of 100 per its size scales to exactly 100: Paris is rare
     g2 = Guard(FakeGenerator(["Vienna."]), FakeExtractor(), corpus, FakeRetriever(docs), policy="quco",
                entity_threshold=f"100@{corpus.tokens}")
@@ -80,12 +90,15 @@ def test_tau_cooc_is_applied_to_triplets() -> None:
     assert [x.kind for x in r2.sentences[0].risk.reasons] == ["zero_cooccurrence"]  # type: ignore[union-attr]
 
 
-def test_rate_on_a_server_of_unknown_size_is_refused() -> None:
+def test_rate_on_a_server_of_unknown_size_is_refused_but_the_default_is_taken_at_4t() -> None:
     class Sizeless(FakeCorpus):
         tokens = None  # type: ignore[assignment]
 
     with pytest.raises(BadInputError, match="token count is unknown"):
-        Guard(FakeGenerator(["x"]), FakeExtractor(), Sizeless(["a"]), FakeRetriever(["a"]), entity_threshold=PAPER_ENTITY_RATE)
+        Guard(FakeGenerator(["x"]), FakeExtractor(), Sizeless(["a"]), FakeRetriever(["a"]), entity_threshold="5@1e6")
+    g = Guard(FakeGenerator(["x"]), FakeExtractor(), Sizeless(["a"]), FakeRetriever(["a"]), policy="quco")
+    assert g.thresholds.tokens is None and g.thresholds.entity == 1000.0  # the public ~4T index: the paper's count
+    assert "index size unknown, taken at 4T tokens" in g.thresholds.describe()
 
 
 @pytest.mark.parametrize("spec", ["abc", "1e3@0", "-5"])
@@ -124,3 +137,19 @@ def test_ask_trace_prints_the_effective_values() -> None:
     assert "Thresholds: τ_entity 1.25e-07 (rate 1000 per 4T tokens, at 500 tokens)" in out
     assert "τ_cooc 1 (absolute)" in out and "Out of coverage: pass" in out
     assert "coverage: 0 of 1 entities known" in out
+
+
+def test_runs_on_the_old_absolute_default_and_on_the_new_rate_never_resume_each_other(tmp_path) -> None:
+    """Folders written before issue 11 (τ_entity 1000, not recorded) resume only with --tau-entity 1000."""
+    import argparse
+
+    from quco.audit.spec import AuditSpec
+    from quco.cli._data_options import add_data_options, data_kwargs, is_unrecorded
+
+    old = AuditSpec(index=str(tmp_path), tau_entity="1000").settings()
+    new = AuditSpec(index=str(tmp_path)).settings()
+    assert "tau_entity" not in old and new["tau_entity"] == PAPER_ENTITY_RATE and old != new
+    p = argparse.ArgumentParser()
+    add_data_options(p)
+    assert is_unrecorded(data_kwargs(p.parse_args(["--tau-entity", "1000"])))
+    assert not is_unrecorded(data_kwargs(p.parse_args([])))  # today's default is recorded (eval qa's config)

@@ -18,7 +18,7 @@ from quco.audit.records import Auditor, MemoExtractor
 from quco.audit.verdicts import Judge, default_judge
 from quco.corpus.base import DEFAULT_WINDOW, CorpusStats
 from quco.risk.coverage import DEFAULT_ACTION, DEFAULT_FLOOR
-from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, Thresholds, resolve
+from quco.risk.thresholds import ABSOLUTE_ENTITY, DEFAULT_COOC, DEFAULT_ENTITY, Thresholds, resolve
 
 #: counts kept in memory by each auditor
 CACHE_SIZE = 200_000
@@ -134,9 +134,11 @@ class AuditSpec:
             "policies": list(self.judge().names),
             "claims": self.claims,
         }
-        # recorded only when they differ from the defaults, so runs started before they existed still resume
+        # recorded only when they differ from the defaults, so runs started before they existed still resume;
+        # τ_entity against its default before issue 11 (absolute 1000), so such a run never resumes on the
+        # new default (the paper's rate) and mixes two thresholds in one file
         extra = {
-            "tau_entity": (self.tau_entity, DEFAULT_ENTITY),
+            "tau_entity": (self.tau_entity, ABSOLUTE_ENTITY),
             "tau_cooc": (self.tau_cooc, DEFAULT_COOC),
             "coverage_floor": (self.coverage_floor, DEFAULT_FLOOR),
             "on_out_of_coverage": (self.on_out_of_coverage, DEFAULT_ACTION),

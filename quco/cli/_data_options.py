@@ -2,7 +2,7 @@
 
 ``--tau-entity`` and ``--tau-cooc`` take an absolute count (``1000``, ``1e3``)
 or a rate ``COUNT@TOKENS`` scaled to the index (``1e3@4e12``, the paper's
-τ_entity: :data:`~quco.risk.thresholds.PAPER_ENTITY_RATE`);
+τ_entity and the default: :data:`~quco.risk.thresholds.PAPER_ENTITY_RATE`);
 ``--coverage-floor`` and ``--on-out-of-coverage`` set what a check does when
 the corpus knows too few of its entities (:mod:`quco.risk.coverage`). The
 values are checked in the command (not by argparse), so a bad one is one
@@ -15,7 +15,7 @@ import argparse
 from typing import Any
 
 from quco.risk.coverage import ACTIONS, DEFAULT_ACTION, DEFAULT_FLOOR, check_action, check_floor
-from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, PAPER_ENTITY_RATE, Threshold
+from quco.risk.thresholds import ABSOLUTE_ENTITY, DEFAULT_COOC, DEFAULT_ENTITY, Threshold
 
 
 def add_data_options(p: argparse.ArgumentParser, *, coverage: bool = True) -> None:
@@ -25,8 +25,9 @@ def add_data_options(p: argparse.ArgumentParser, *, coverage: bool = True) -> No
         "--tau-entity",
         metavar="SPEC",
         default=DEFAULT_ENTITY,
-        help=f"stage 1's τ_entity: a count or a rate COUNT@TOKENS scaled to the index (the paper's: "
-        f"{PAPER_ENTITY_RATE}); default {DEFAULT_ENTITY}, absolute",
+        help=f"stage 1's τ_entity: a count (1000: the paper's, unscaled) or a rate COUNT@TOKENS scaled to the "
+        f"index; default {DEFAULT_ENTITY}, the paper's rate (0.0027 at 10.7M tokens; 1000 where the index's size "
+        "is unknown)",
     )
     g.add_argument(
         "--tau-cooc",
@@ -67,10 +68,15 @@ def data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def is_default(kwargs: dict[str, Any]) -> bool:
-    """Whether the options are today's defaults (commands record only options that differ)."""
+def is_unrecorded(kwargs: dict[str, Any]) -> bool:
+    """Whether the options are those of runs made before they existed, which record none of them.
+
+    That is today's defaults but for τ_entity, whose default was the absolute 1000 before
+    issue 11: a run on today's default (the paper's rate) records it, so it never resumes a
+    folder written with the absolute count, nor the other way round.
+    """
     return (
-        kwargs["entity_threshold"] == Threshold.parse(DEFAULT_ENTITY)
+        kwargs["entity_threshold"] == Threshold.parse(ABSOLUTE_ENTITY)
         and kwargs["cooc_threshold"] == Threshold.parse(DEFAULT_COOC)
         and kwargs.get("coverage_floor", DEFAULT_FLOOR) == DEFAULT_FLOOR
         and kwargs.get("on_out_of_coverage", DEFAULT_ACTION) == DEFAULT_ACTION

@@ -11,7 +11,7 @@ import shlex
 import sys
 from typing import Any
 
-from quco.cli._data_options import add_data_options, data_kwargs, is_default
+from quco.cli._data_options import add_data_options, data_kwargs, is_unrecorded
 from quco.errors import BadInputError
 from quco.guard.rules import POLICIES as ALL_POLICIES
 from quco.prompts import PROMPTS
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "claims": args.claims,
         "prefix_cache": not args.no_prefix_cache,
     }
-    if not is_default(data):  # recorded only when set, so runs started before these options still resume
+    if not is_unrecorded(data):  # recorded unless as before these options, so those runs still resume
         config.update(
             tau_entity=data["entity_threshold"].spec,
             tau_cooc=data["cooc_threshold"].spec,
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             parts += [flag, value]
     if args.no_prefix_cache:
         parts.append("--no-prefix-cache")
-    if not is_default(data):
+    if not is_unrecorded(data):
         parts += ["--tau-entity", data["entity_threshold"].spec, "--tau-cooc", data["cooc_threshold"].spec,
                   "--coverage-floor", f"{data['coverage_floor']:g}", "--on-out-of-coverage", data["on_out_of_coverage"]]
     parts += ["--out", args.out]

@@ -153,15 +153,23 @@ def info_dict(index_dir: str) -> dict[str, Any]:
 
 
 def _thresholds(tokens: int) -> dict[str, Any]:
-    """The data side's thresholds for this index: the defaults in use and the paper's rate scaled to it."""
-    from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, PAPER_ENTITY_RATE, Threshold
+    """The data side's thresholds for this index: the defaults in use (τ_entity: the paper's rate scaled to it)."""
+    from quco.risk.thresholds import (
+        ABSOLUTE_ENTITY,
+        DEFAULT_COOC,
+        DEFAULT_ENTITY,
+        PAPER_ENTITY_RATE,
+        Threshold,
+    )
 
     paper = Threshold.parse(PAPER_ENTITY_RATE)
     return {
-        "tau_entity_default": Threshold.parse(DEFAULT_ENTITY).effective(tokens),
+        "tau_entity_default": Threshold.parse(DEFAULT_ENTITY).effective(tokens) if tokens else None,
+        "tau_entity_default_spec": DEFAULT_ENTITY,
         "tau_cooc_default": Threshold.parse(DEFAULT_COOC).effective(tokens),
         "paper_entity_rate": PAPER_ENTITY_RATE,
         "tau_entity_paper_rate": paper.effective(tokens) if tokens else None,
+        "tau_entity_absolute": float(ABSOLUTE_ENTITY),
     }
 
 
@@ -191,10 +199,10 @@ def run_info(args: argparse.Namespace) -> int:
             f"sources      {len(d['sources'])} file(s), {d['corpus_bytes']} bytes, "
             f"{d['corpus_bytes_per_token']} bytes/token; {d['bad_rows']} bad row(s) skipped",
             f"index size   {d['index_bytes']} bytes",
-            f"τ_entity     {th['tau_entity_default']:g} in use (the default, absolute); the paper's rate "
-            f"{th['paper_entity_rate']} is "
-            + (f"{th['tau_entity_paper_rate']:.4g}" if th["tau_entity_paper_rate"] is not None else "undefined")
-            + f" at this index (--tau-entity {th['paper_entity_rate']})",
+            "τ_entity     "
+            + (f"{th['tau_entity_default']:.4g}" if th["tau_entity_default"] is not None else "undefined")
+            + f" in use (the default: the paper's rate {th['tau_entity_default_spec']} scaled to this index; "
+            f"--tau-entity {th['tau_entity_absolute']:g} for the paper's count unscaled)",
             f"τ_cooc       {th['tau_cooc_default']:g} in use (the default: a claim whose head and tail never co-occur)",
             "files        "
             + ("all present with the recorded sizes" if d["files_ok"] else "; ".join(d["problems"])),

@@ -9,22 +9,26 @@ scales to the token count of the index at hand:
 ``effective = COUNT * index_tokens / TOKENS``.
 
 The index's token count comes from its manifest (a local index, or every
-part of a sharded one), or from ``quco serve``'s ``/health`` answer; a
-server that does not report its size (the public infini-gram service) cannot
-scale a rate, and :func:`resolve` refuses one with :class:`BadInputError`
-(give an absolute count instead: for the public ~4T-token OLMo index the
-paper's rate is the absolute 1000).
+part of a sharded one), or from ``quco serve``'s ``/health`` answer. A server
+that does not report its size (the public infini-gram service) cannot scale a
+rate: the default, the paper's own rate, is then taken at the paper's own
+corpus size (4T tokens: 1000, right for the public ~4T-token OLMo index) and
+says so; any other rate is refused with :class:`BadInputError` (give an
+absolute count instead).
 
-The defaults are still the paper's absolute numbers (τ_entity 1000, τ_cooc 1,
-τ_tuple 20): the figures in the README were measured with them, and measured
-side by side (``quco eval detectors --ablations thresholds``) the scaled rate
-cut stage 1's flag rate on the demo index (0.90 -> 0.36) but ranked answers
-worse on every protocol tried and cost the guard accuracy on 200
-development questions (README). The paper's rate,
-:data:`PAPER_ENTITY_RATE`, is what ``quco index info`` reports scaled to the
-index and what users can pass (``--tau-entity 1e3@4e12``); thresholds fitted
-for an index (``quco calibrate --fit-thresholds``) are the better choice on a
-small proxy index.
+The default τ_entity is the paper's rate scaled to the index,
+:data:`PAPER_ENTITY_RATE` (``1e3@4e12``: 0.0027 on the 10.7M-token demo
+index, so stage 1 fires only where a question's named entities never occur);
+τ_cooc (1: never co-occurring) and τ_tuple (20) stay absolute, since "never"
+is the same count at every size. Measured side by side (``quco eval detectors
+--ablations thresholds``, README section 3), the scaled rate cut stage 1's
+flag rate on the demo index (0.90 -> 0.36) but ranked answers no better than
+the absolute 10^3 (:data:`ABSOLUTE_ENTITY`, the default until issue 11) and
+cost the guard accuracy on 200 development questions, where the 135M model
+knows almost nothing and every retrieval helps (README): pass
+``--tau-entity 1000`` for that behaviour. Thresholds fitted for an index
+(``quco calibrate --fit-thresholds``) are the better choice on a small proxy
+index.
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ from quco.errors import BadInputError
 
 #: tokens of the corpus the paper's thresholds were set for (OLMo-2's pretraining data, ~4T)
 PAPER_TOKENS = 4e12
+#: the paper's τ_entity: 10^3 occurrences in its ~4T-token corpus
+PAPER_ENTITY_COUNT = 1e3
 #: the paper's τ_entity as a rate: 10^3 occurrences per 4T tokens
 PAPER_ENTITY_RATE = "1e3@4e12"
-#: the default τ_entity (absolute: the module docs say why it is not PAPER_ENTITY_RATE)
-DEFAULT_ENTITY = "1000"
+#: the paper's τ_entity as an absolute count: the default before issue 11, and the rate at 4T tokens
+ABSOLUTE_ENTITY = "1000"
+#: the default τ_entity: the paper's rate, scaled to the index at hand
+DEFAULT_ENTITY = PAPER_ENTITY_RATE
 #: today's default τ_cooc: a triplet (or pair) co-occurring fewer times is risky, i.e. never
 DEFAULT_COOC = "1"
 #: today's default head-frequency threshold of stage 2's (head, relation) tuples
@@ -115,12 +123,16 @@ class Threshold:
         """The count this threshold means for an index of ``tokens`` tokens.
 
         Absolute: ``count`` (``tokens`` is not needed). Rate:
-        ``count * tokens / per_tokens``.
+        ``count * tokens / per_tokens``. The paper's rate (the default) at an
+        index of unknown size is taken at the paper's own corpus size
+        (:meth:`assumed_at_reference`).
 
         Raises:
             BadInputError: a rate with an unknown (``None``) or non-positive index size.
         """
         if self.per_tokens is None:
+            return self.count
+        if tokens is None and self.assumed_at_reference:
             return self.count
         if tokens is None:
             raise BadInputError(
@@ -132,6 +144,11 @@ class Threshold:
         return self.count * float(tokens) / self.per_tokens
 
     @property
+    def assumed_at_reference(self) -> bool:
+        """Whether this is the paper's rate, which an index of unknown size takes at 4T tokens (its count)."""
+        return (self.count, self.per_tokens) == (PAPER_ENTITY_COUNT, PAPER_TOKENS)
+
+    @property
     def spec(self) -> str:
         """The threshold written the way :meth:`parse` reads it (``1000``, ``1000@4e+12``)."""
         if self.per_tokens is None:
@@ -139,10 +156,12 @@ class Threshold:
         return f"{self.count:g}@{self.per_tokens:g}"
 
     def describe(self, tokens: int | float | None = None) -> str:
-        """``1000 (absolute)``, or ``2.68 (rate 1000 per 4T tokens, at 10.7M tokens)``."""
+        """``1000 (absolute)``, or ``0.002675 (rate 1000 per 4T tokens, at 10.7M tokens)``."""
         if self.per_tokens is None:
             return f"{self.count:g} (absolute)"
         rate = f"rate {self.count:g} per {_human(self.per_tokens)} tokens"
+        if (tokens is None or tokens <= 0) and self.assumed_at_reference:
+            return f"{self.count:g} ({rate}; index size unknown, taken at {_human(self.per_tokens)} tokens)"
         if tokens is None or tokens <= 0:
             return f"{rate} (index size unknown)"
         return f"{self.effective(tokens):.4g} ({rate}, at {_human(float(tokens))} tokens)"
@@ -208,7 +227,8 @@ def resolve(
         stats: the corpus backend.
 
     Raises:
-        BadInputError: a bad spec, or a rate for an index of unknown size.
+        BadInputError: a bad spec, or a rate (other than the paper's) for an
+            index of unknown size.
     """
     parsed = [Threshold.parse(s) for s in (entity, cooc, tuple_)]
     if tokens is None and stats is not None:
