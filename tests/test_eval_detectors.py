@@ -339,3 +339,27 @@ def test_ngram_ablation_fits_the_data_side_without_and_with_novelty(tmp_path) ->
     from quco.cli.eval_detectors_cmd import _ablation_kinds
 
     assert _ablation_kinds("ngram,claims") == ("ngram", "claims")
+
+
+def test_the_quco_rule_is_rated_with_the_thresholds_scaled_to_the_index(tmp_path) -> None:
+    """The default τ_entity (the paper's rate) is scaled to the index; --tau-entity 1000 restores the absolute count."""
+    from quco.evaluation.run import Components, DetectorEvalConfig, run_detectors_eval
+
+    rows = [{"question": f"Where was {PEOPLE[i % 6]} born?", "answer": CITIES[i % 10] if i % 3 else "Atlantis",
+             "label": 0 if i % 3 else 1} for i in range(30)]
+    p = tmp_path / "labeled.jsonl"
+    p.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    docs = [f"{a} was born in {c}." for a, c in zip(PEOPLE, CITIES, strict=False)] + [" ".join(CITIES)]
+    comp = Components(make_extractor=FakeExtractor, make_stats=lambda i: FakeCorpus(docs))
+    tokens = FakeCorpus(docs).tokens
+    figs = {}
+    for spec in ("1e3@4e12", "1000"):
+        cfg = DetectorEvalConfig(out=tmp_path / spec.replace("@", "_"), protocol=str(p), index="fake", use_model=False,
+                                 n_boot=0, window=None, progress=False, tau_entity=spec)
+        doc = run_detectors_eval(cfg, comp)
+        th = doc["settings"]["rule_thresholds"]
+        figs[spec] = (th["tau_entity"], doc["coverage_figures"]["rule_flag_rate"])
+    assert figs["1e3@4e12"][0] == pytest.approx(1e3 * tokens / 4e12) and figs["1000"][0] == 1000
+    # every person occurs once: rare against 1000, frequent against the scaled rate (below 1)
+    assert figs["1000"][1] == 1.0 and figs["1e3@4e12"][1] < 1.0
+    assert DetectorEvalConfig(out=tmp_path).tau_entity == "1e3@4e12"  # the default is the paper's rate

@@ -65,10 +65,13 @@ def test_thresholds_ablation_variants_differ() -> None:
         f["claim_cooc_min"] = 3.0
     ab = thresholds_ablation(items, feats, claims="triplets", tokens=10_000_000, dev=dev, protocol="paired",
                              n_boot=20)
-    assert set(ab) == {"absolute", "relative", "fitted"}
-    a, r, f = ab["absolute"], ab["relative"], ab["fitted"]
+    assert set(ab) == {"absolute", "relative", "default", "fitted"}
+    a, r, f, d = ab["absolute"], ab["relative"], ab["fitted"], ab["default"]
     assert a["thresholds"]["tau_entity"] == 1000 and a["specs"][0] == "1000"
     assert r["thresholds"]["tau_entity"] == pytest.approx(1e3 * 1e7 / 4e12)
+    # today's default: τ_entity scaled like the relative row, τ_tuple absolute like the absolute one
+    assert d["thresholds"]["tau_entity"] == r["thresholds"]["tau_entity"] and d["thresholds"]["tau_tuple"] == 20
+    assert r["thresholds"]["tau_tuple"] == pytest.approx(20 * 1e7 / 4e12)
     # every count here is between 1 and 10^3: the absolute τ flags nearly all, the relative one (0.0025) none
     assert a["flag_rate"] > 0.9 and r["flag_rate"] == 0.0
     # fitted on the development rows, τ_entity lands between the labels' counts

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quco.cli._data_options import add_data_options, data_kwargs
 from quco.errors import BadInputError
 
 
@@ -50,7 +51,7 @@ def register(evalsub: Any) -> None:
     p.add_argument("--ablations", nargs="?", const="corpus,window,model,claims", default="", metavar="LIST",
                    help="also run ablations: corpus, window, model, claims, ngram, thresholds, comma-separated (alone: the "
                    "first four; ngram fits the data side and combined without and with the n-gram novelty features; "
-                   "thresholds rates the QuCo rule with absolute, index-relative and --fit-rows-fitted thresholds; "
+                   "thresholds rates the QuCo rule with absolute, index-relative, default and --fit-rows-fitted thresholds; "
                    "the model ablation regenerates every answer with the second model; claims rates the "
                    "QuCo rule and the fitted data side in triplet and pair mode on the same rows)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -66,6 +67,7 @@ def register(evalsub: Any) -> None:
     p.add_argument("--fit-generations", default=None, metavar="DIR",
                    help="self protocol: the folder whose generations/ caches the --fit-rows answers (default: "
                    "--out), e.g. eval/results/fit_default, where the shipped model's development answers are")
+    add_data_options(p, coverage=False)
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=run)
 
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if args.fit_generations is not None and args.fit_rows is None:
         raise BadInputError("--fit-generations needs --fit-rows")
     index = args.index or str(DemoPaths(default_base()).index)
+    data = data_kwargs(args)
     cfg = DetectorEvalConfig(
         out=Path(args.out),
         protocol=args.protocol,
@@ -119,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         use_model=not args.no_model,
         fit_rows=fit_rows,
         fit_generations=Path(args.fit_generations) if args.fit_generations else None,
+        tau_entity=data["entity_threshold"].spec,
+        tau_cooc=data["cooc_threshold"].spec,
         progress=True,
     )
     doc = run_detectors_eval(cfg)

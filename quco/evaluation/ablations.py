@@ -27,8 +27,11 @@ from quco.evaluation.run import (
     accuracy_by_condition,
     collect,
     manifest_sha256,
+    rule_for,
+    rule_thresholds,
     window_mode,
 )
+from quco.risk.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,11 @@ WINDOWS: tuple[tuple[str, int | None, str], ...] = (("doc", None, "doc"), ("1000
 ABLATION_DETECTORS = ("data", "confidence", "combined", "quco_rule", "quco_stage2", "length")
 
 def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg: DetectorEvalConfig,
-              n_boot: int, claims: str | None = None, ngrams: bool = False) -> dict[str, Any]:
+              n_boot: int, th: Thresholds, claims: str | None = None, ngrams: bool = False) -> dict[str, Any]:
+    """The headline slice's ablation detectors; ``th``: the QuCo rule's thresholds for the index rated."""
+    mode = claims or cfg.claims
     slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
-                                n_splits=cfg.folds, singles=(), claims=claims or cfg.claims, ngrams=ngrams)
+                                n_splits=cfg.folds, singles=(), claims=mode, ngrams=ngrams, rule=rule_for(th, mode))
     first = next(iter(slices.values()))
     return {
         "n": first["n"],
@@ -77,23 +82,23 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
     kinds = cfg.ablation_kinds
+    th = rule_thresholds(cfg, comp)
     if "thresholds" in kinds:  # the QuCo rule with absolute, index-relative and dev-fitted thresholds
-        from quco.corpus.size import corpus_tokens
         from quco.evaluation.devfit import thresholds_ablation
 
         head = next(iter(slices_for(_protocol_name(cfg)).values()))
         keep = [i for i, it in enumerate(items) if head(it)]
         out["thresholds"] = thresholds_ablation(
             [items[i] for i in keep], [feats[i] for i in keep], claims=cfg.claims,
-            tokens=corpus_tokens(comp.stats(cfg.index)), dev=dev, protocol=_protocol_name(cfg), n_boot=nb,
+            tokens=th.tokens, dev=dev, protocol=_protocol_name(cfg), n_boot=nb,
             seed=cfg.seed)
     if "claims" in kinds:  # the same rows and features, read as claims or as entity pairs
-        out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, claims=mode)} for mode in ("triplets", "pairs")}
+        out["claims"] = {mode: {"claims": mode, **_headline(items, feats, cfg, nb, th, claims=mode)} for mode in ("triplets", "pairs")}
     if "ngram" in kinds:  # the data side (and combined) fitted without and with the n-gram novelty features
         f_ng = _features(cfg, comp, items, cfg.index, cfg.window, window_mode(cfg.window), ngrams=True)
         out["ngram"] = {
-            "without": {"ngrams": False, **_headline(items, feats, cfg, nb)},
-            "with": {"ngrams": True, **_headline(items, f_ng, cfg, nb, ngrams=True)},
+            "without": {"ngrams": False, **_headline(items, feats, cfg, nb, th)},
+            "with": {"ngrams": True, **_headline(items, f_ng, cfg, nb, th, ngrams=True)},
         }
     # corpus coverage: the index with and without the domain's own corpus (QA: the knowledge passages;
     # summarization: the news articles)
@@ -103,10 +108,10 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     else:
         dom, what = "knowledge", "the knowledge passages"
         nk = (cfg.noknowledge_index or noknowledge_index_for(cfg.index)) if "corpus" in kinds else None
-    corpus: dict[str, Any] = {f"with_{dom}": {"index": cfg.index, **_headline(items, feats, cfg, nb)}}
+    corpus: dict[str, Any] = {f"with_{dom}": {"index": cfg.index, **_headline(items, feats, cfg, nb, th)}}
     if nk:
         f_nk = _features(cfg, comp, items, nk, cfg.window, window_mode(cfg.window))
-        corpus[f"without_{dom}"] = {"index": nk, **_headline(items, f_nk, cfg, nb)}
+        corpus[f"without_{dom}"] = {"index": nk, **_headline(items, f_nk, cfg, nb, rule_thresholds(cfg, comp, nk))}
     else:
         corpus[f"without_{dom}"] = {"skipped": f"no index without {what} for this --index"}
     if "corpus" in kinds:
@@ -116,7 +121,7 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
     for label, w, mode in WINDOWS if "window" in kinds else ():
         f_w = feats if (w == cfg.window and mode == window_mode(cfg.window)) else _features(
             cfg, comp, items, cfg.index, w, mode)
-        win[label] = _headline(items, f_w, cfg, nb)
+        win[label] = _headline(items, f_w, cfg, nb, th)
     if "window" in kinds:
         out["window"] = win
     # model
@@ -124,11 +129,11 @@ def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalIte
         from quco.models import DEFAULT_LM, GEMMA_LM, canonical
 
         other = cfg.second_model or (GEMMA_LM if canonical(cfg.model) == DEFAULT_LM else DEFAULT_LM)
-        models: dict[str, Any] = {_model_slug(cfg.model): _headline(items, feats, cfg, nb)}
+        models: dict[str, Any] = {_model_slug(cfg.model): _headline(items, feats, cfg, nb, th)}
         cfg2 = replace(cfg, model=other)
         items2 = collect(cfg2, comp, other)
         f2 = _features(cfg2, comp, items2, cfg.index, cfg.window, window_mode(cfg.window))
-        h2 = _headline(items2, f2, cfg2, nb)
+        h2 = _headline(items2, f2, cfg2, nb, th)
         if cfg.protocol == "self":
             h2["accuracy_by_condition"] = accuracy_by_condition(items2)
         models[_model_slug(other)] = h2

@@ -89,6 +89,7 @@ def coverage_figures(
     *,
     claims: str = "triplets",
     floor: float = DEFAULT_FLOOR,
+    rule: QucoPolicy | None = None,
 ) -> CoverageFigures:
     """The QuCo rule's flag rates and the verdicts' coverage over ``items`` (module docs).
 
@@ -98,6 +99,7 @@ def coverage_figures(
             plus :data:`ENTITY_COVERAGE`).
         claims: the rule's claims mode (``"triplets"`` or ``"pairs"``).
         floor: coverage share below which a verdict is ``out_of_coverage``.
+        rule: the QuCo rule with the thresholds in force (None: the policy's absolute defaults).
 
     Raises:
         ValueError: ``items`` and ``feats`` differ in length.
@@ -105,7 +107,7 @@ def coverage_figures(
     if len(items) != len(feats):
         raise ValueError(f"{len(items)} items but {len(feats)} feature dicts")
     floor = check_floor(floor)
-    rule = QucoPolicy(claims=claims)
+    rule = rule if rule is not None else QucoPolicy(claims=claims)
     labels = [it.label for it in items]
     flagged = [bool(rule.score_features(f) > 0.5) for f in feats]  # NaN compares False: not flagged
     stage2 = [bool(rule.stage_scores(f)[1] > 0.5) for f in feats]

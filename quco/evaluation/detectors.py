@@ -172,6 +172,7 @@ def score_detectors(
     fixed_models: Mapping[str, RiskScorer] | None = None,
     claims: str = "pairs",
     ngrams: bool = False,
+    rule: QucoPolicy | None = None,
 ) -> DetectorRun:
     """Cross-validated (or rule) scores of every detector.
 
@@ -188,6 +189,8 @@ def score_detectors(
         claims: the data side's claims mode (``"pairs"`` or ``"triplets"``):
             the ``data``/``combined`` features and the QuCo rule's stage 2.
         ngrams: fit ``data`` and ``combined`` with the n-gram novelty features too.
+        rule: the QuCo rule with the thresholds in force for the index
+            (:func:`quco.evaluation.run.rule_for`); None: the policy's absolute defaults.
     """
     y = np.asarray([it.label for it in items], dtype=int)
     groups = [it.group for it in items]
@@ -224,7 +227,7 @@ def score_detectors(
         run.kinds[name] = "dev-fitted" if name.endswith(DEV_SUFFIX) else "shipped"
         run.features[name] = tuple(model.feature_names_)
 
-    quco = QucoPolicy(claims=claims)
+    quco = rule if rule is not None else QucoPolicy(claims=claims)
     flare = FlarePolicy()
     u = np.asarray([quco.stage_scores(f) for f in feats], dtype=float).reshape(len(feats), 2)
     rule_scores = {
@@ -308,10 +311,12 @@ def evaluate_slices(
     fixed_models: Mapping[str, RiskScorer] | None = None,
     claims: str = "pairs",
     ngrams: bool = False,
+    rule: QucoPolicy | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, DetectorRun]]:
     """Metrics per slice (each slice cross-validated on its own rows) and the runs behind them.
 
-    ``ngrams``: fit ``data`` and ``combined`` with the n-gram novelty features too.
+    ``ngrams``: fit ``data`` and ``combined`` with the n-gram novelty features too; ``rule``: the
+    QuCo rule to rate (see :func:`score_detectors`).
     """
     results: dict[str, dict[str, Any]] = {}
     runs: dict[str, DetectorRun] = {}
@@ -330,7 +335,7 @@ def evaluate_slices(
             entry["skipped"] = "fewer than two questions or only one label"
         else:
             run = score_detectors(sub, [feats[i] for i in idx], n_splits=n_splits, seed=seed, singles=singles,
-                                  fixed_models=fixed_models, claims=claims, ngrams=ngrams)
+                                  fixed_models=fixed_models, claims=claims, ngrams=ngrams, rule=rule)
             entry["detectors"] = metrics_of(run, n_boot=n_boot, seed=seed)
             runs[name] = run
         results[name] = entry

@@ -8,10 +8,12 @@ strength C of each model is chosen on the development rows alone (grouped
 cross-validation, ROC-AUC over :data:`C_GRID`), so a small evaluation slice
 never tunes anything.
 
-The ``thresholds`` ablation rates the QuCo rule with three sets of
+The ``thresholds`` ablation rates the QuCo rule with four sets of
 thresholds on the same rows: the paper's absolute counts (τ_entity 10³, τ_cooc
-1, τ_tuple 20), the same scaled to the index's size (``1e3@4e12``: 10³ per
-4T tokens; τ_cooc stays 1, "never co-occur"), and τ_entity/τ_cooc fitted on the development rows (Youden's J,
+1, τ_tuple 20; the default until issue 11), the same scaled to the index's
+size (``1e3@4e12``: 10³ per 4T tokens, τ_tuple too; τ_cooc stays 1, "never
+co-occur"), today's default (τ_entity scaled, τ_cooc 1 and τ_tuple 20
+absolute), and τ_entity/τ_cooc fitted on the development rows (Youden's J,
 :func:`quco.risk.fit_thresholds.fit_thresholds`; τ_tuple stays 20).
 """
 
@@ -115,10 +117,10 @@ def thresholds_ablation(items: Sequence[EvalItem], feats: Sequence[Mapping[str, 
                         protocol: str, n_boot: int = 200, seed: int = 0) -> dict[str, Any]:
     """The QuCo rule's ROC-AUC, flag rate, TPR and FPR with absolute, index-relative and dev-fitted thresholds."""
     from quco.risk.fit_thresholds import fit_thresholds
-    from quco.risk.thresholds import resolve
+    from quco.risk.thresholds import ABSOLUTE_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE, resolve
 
     out: dict[str, Any] = {}
-    absolute = resolve()
+    absolute = resolve(ABSOLUTE_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE)
     out["absolute"] = {"specs": list(absolute.specs), **_rule_figures(
         QucoPolicy(absolute.entity, absolute.cooc, tuple_threshold=absolute.tuple_head, claims=claims),
         items, feats, n_boot, seed)}
@@ -126,6 +128,10 @@ def thresholds_ablation(items: Sequence[EvalItem], feats: Sequence[Mapping[str, 
         rel = resolve(*RELATIVE_SPECS, tokens=tokens)
         out["relative"] = {"specs": list(rel.specs), "index_tokens": tokens, **_rule_figures(
             QucoPolicy(rel.entity, rel.cooc, tuple_threshold=rel.tuple_head, claims=claims),
+            items, feats, n_boot, seed)}
+        default = resolve(tokens=tokens)  # the default: τ_entity relative, τ_cooc and τ_tuple absolute
+        out["default"] = {"specs": list(default.specs), "index_tokens": tokens, **_rule_figures(
+            QucoPolicy(default.entity, default.cooc, tuple_threshold=default.tuple_head, claims=claims),
             items, feats, n_boot, seed)}
     else:
         out["relative"] = {"skipped": "the index's token count is unknown"}

@@ -42,6 +42,8 @@ from quco.evaluation.detectors import (
 from quco.evaluation.labels import F1_THRESHOLD
 from quco.prompts import qa_prompt
 from quco.protocols import ClaimExtractor, Extractor, Generator, Scorer
+from quco.risk.policies import QucoPolicy
+from quco.risk.thresholds import DEFAULT_COOC, DEFAULT_ENTITY, Thresholds, resolve
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +184,8 @@ class DetectorEvalConfig:
             ablation fits τ_entity/τ_cooc (:mod:`quco.evaluation.devfit`); None = none.
         fit_generations: the folder whose ``generations/`` caches the development rows' answers
             (``self``; default ``out``), e.g. ``eval/results/fit_default`` (the shipped model's).
+        tau_entity: the QuCo rule's τ_entity (a count or a rate scaled to the index).
+        tau_cooc: the QuCo rule's τ_cooc.
         progress: progress bars on stderr.
     """
 
@@ -203,6 +207,8 @@ class DetectorEvalConfig:
     use_model: bool = True
     fit_rows: range | None = None
     fit_generations: Path | None = None
+    tau_entity: str = DEFAULT_ENTITY
+    tau_cooc: str = DEFAULT_COOC
     progress: bool = True
 
 
@@ -210,6 +216,16 @@ def _model_slug(model: str | None) -> str:
     from quco.models import canonical
 
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in canonical(model))
+
+
+def rule_thresholds(cfg: DetectorEvalConfig, comp: Components, index: str | None = None) -> Thresholds:
+    """The QuCo rule's effective thresholds for ``index`` (default ``cfg.index``), scaled to its size."""
+    return resolve(cfg.tau_entity, cfg.tau_cooc, stats=comp.stats(index or cfg.index))
+
+
+def rule_for(th: Thresholds, claims: str) -> QucoPolicy:
+    """The QuCo rule with thresholds ``th`` and claims mode ``claims``."""
+    return QucoPolicy(th.entity, th.cooc, tuple_threshold=th.tuple_head, claims=claims)
 
 
 def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> list[EvalItem]:
@@ -309,7 +325,8 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     t0 = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
-    comp.stats(cfg.index)  # a missing or bad index fails before any generation
+    th = rule_thresholds(cfg, comp)  # a missing or bad index (or threshold) fails before any generation
+    rule = rule_for(th, cfg.claims)
 
     items = collect(cfg, comp, cfg.model)
     timing["collect_s"] = round(time.perf_counter() - t0, 1)
@@ -328,7 +345,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
         timing["dev_fit_s"] = round(time.perf_counter() - t1, 1)
     t2 = time.perf_counter()
     slices, runs = evaluate_slices(items, feats, proto, n_boot=cfg.n_boot, seed=cfg.seed, n_splits=cfg.folds,
-                                   singles=SINGLES, fixed_models=fixed, claims=cfg.claims)
+                                   singles=SINGLES, fixed_models=fixed, claims=cfg.claims, rule=rule)
     timing["metrics_s"] = round(time.perf_counter() - t2, 1)
     head_name = next(iter(slices))
     head = slices[head_name]
@@ -353,6 +370,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
             "index_manifest_sha256": manifest_sha256(cfg.index),
             "window": cfg.window if cfg.window is not None else "doc",
             "claims": cfg.claims,
+            "rule_thresholds": th.to_dict(),
             "folds": cfg.folds,
             "cv": "StratifiedGroupKFold by question (shuffled, seeded), each slice cross-validated on its own rows",
             "n_boot": cfg.n_boot,
@@ -363,7 +381,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         },
         "n_items": len(items),
-        "coverage_figures": coverage_figures(items, feats, claims=cfg.claims).to_dict(),
+        "coverage_figures": coverage_figures(items, feats, claims=cfg.claims, rule=rule).to_dict(),
     }
     if dev_info is not None:
         doc["dev_fit"] = dev_info
