@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-DEMO_QUESTION = "Which magazine was started first Arthur's Magazine or First for Women?"
+#: a two-hop question: with the reasoning prompt the model states the intermediate fact, which stage 2 checks
+#: (on the demo index stage 1 passes it: Franz Kafka occurs, and the default τ_entity is the paper's rate)
+DEMO_QUESTION = "Which river flows through the city where Franz Kafka was born?"
 
 
 def register(sub: Any) -> None:
@@ -19,6 +21,8 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", default=None, help="demo folder (default: $QUCO_DEMO_DIR or indexes/built)")
     p.add_argument("--question", default=DEMO_QUESTION, help="the question to answer")
     p.add_argument("--policy", default="quco", help="guard policy for the question (quco)")
+    p.add_argument("--prompt", default="cot", choices=("short", "cot"),
+                   help="prompt for the question (cot: one fact per sentence, so stage 2 has claims to check)")
     p.add_argument("--build-only", action="store_true", help="only build what is missing")
     p.add_argument("--dense", action="store_true", help="also build the dense (FAISS) retriever")
     p.add_argument("--ablation-indexes", action="store_true",
@@ -38,10 +42,10 @@ def run(args: argparse.Namespace) -> int:
     if args.build_only:
         sys.stdout.write(f"demo indexes ready in {paths.base}\n")
         return 0
-    sys.stdout.write(f"\n== quco ask --policy {args.policy} --trace ==\n")
+    sys.stdout.write(f"\n== quco ask --policy {args.policy} --prompt {args.prompt} --trace ==\n")
     sys.stdout.flush()
     rc = main(
-        ["ask", args.question, "--policy", args.policy, "--trace",
+        ["ask", args.question, "--policy", args.policy, "--prompt", args.prompt, "--trace",
          "--index", str(paths.index), "--retriever", str(paths.retrieval)]
     )  # fmt: skip
     if rc:
