@@ -21,12 +21,13 @@ The default τ_entity is the paper's rate scaled to the index,
 index, so stage 1 fires only where a question's named entities never occur);
 τ_cooc (1: never co-occurring) and τ_tuple (20) stay absolute, since "never"
 is the same count at every size. Measured side by side (``quco eval detectors
---ablations thresholds``, README section 3), the scaled rate cut stage 1's
-flag rate on the demo index (0.90 -> 0.36) but ranked answers no better than
-the absolute 10^3 (:data:`ABSOLUTE_ENTITY`, the default until issue 11) and
-cost the guard accuracy on 200 development questions, where the 135M model
-knows almost nothing and every retrieval helps (README): pass
-``--tau-entity 1000`` for that behaviour. Thresholds fitted for an index
+--ablations thresholds``, README section 3), the scaled rate cut the QuCo
+rule's flag rate on self answers over the demo index (0.90 -> 0.45) and halved the guard's
+retrievals, but ranked answers no better than the absolute 10^3
+(:data:`ABSOLUTE_ENTITY`, the default until issue 11) and cost the guard
+accuracy (-0.060 on 200 development questions, -0.015 [-0.06, +0.03] on 200
+evaluation questions), since the 135M model knows almost nothing and every
+retrieval helps (README): pass ``--tau-entity 1000`` for that behaviour. Thresholds fitted for an index
 (``quco calibrate --fit-thresholds``) are the better choice on a small proxy
 index.
 """
