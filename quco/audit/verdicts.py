@@ -207,7 +207,7 @@ def default_judge(
         on_out_of_coverage: see :class:`Judge`.
     """
     th = thresholds or resolve()
-    pols: list[Policy] = [QucoPolicy(th.entity, th.cooc, tuple_threshold=th.tuple_head, claims=claims)]
+    pols: list[Policy] = [QucoPolicy.from_thresholds(th, claims=claims)]
     if model:
         pols.append(FlarePolicy())
     if combined is not None:

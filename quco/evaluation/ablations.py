@@ -27,10 +27,10 @@ from quco.evaluation.run import (
     accuracy_by_condition,
     collect,
     manifest_sha256,
-    rule_for,
     rule_thresholds,
     window_mode,
 )
+from quco.risk.policies import QucoPolicy
 from quco.risk.thresholds import Thresholds
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _headline(items: Sequence[EvalItem], feats: Sequence[dict[str, float]], cfg:
     """The headline slice's ablation detectors; ``th``: the QuCo rule's thresholds for the index rated."""
     mode = claims or cfg.claims
     slices, _ = evaluate_slices(items, feats, _protocol_name(cfg), n_boot=n_boot, seed=cfg.seed,
-                                n_splits=cfg.folds, singles=(), claims=mode, ngrams=ngrams, rule=rule_for(th, mode))
+                                n_splits=cfg.folds, singles=(), claims=mode, ngrams=ngrams, rule=QucoPolicy.from_thresholds(th, claims=mode))
     first = next(iter(slices.values()))
     return {
         "n": first["n"],
@@ -77,12 +77,12 @@ DevSet = tuple[list[EvalItem], list[dict[str, float]]]
 
 
 def run_ablations(cfg: DetectorEvalConfig, comp: Components, items: list[EvalItem],
-                  feats: list[dict[str, float]], *, dev: DevSet | None = None) -> dict[str, Any]:
-    """Corpus coverage, co-occurrence window, model, claims, n-gram and threshold ablations (headline slice, smaller bootstrap)."""
+                  feats: list[dict[str, float]], th: Thresholds, *, dev: DevSet | None = None) -> dict[str, Any]:
+    """Corpus coverage, co-occurrence window, model, claims, n-gram and threshold ablations (headline slice, smaller
+    bootstrap); ``th``: the QuCo rule's thresholds for ``cfg.index`` (:func:`~quco.evaluation.run.rule_thresholds`)."""
     nb = cfg.n_boot_ablation
     out: dict[str, Any] = {}
     kinds = cfg.ablation_kinds
-    th = rule_thresholds(cfg, comp)
     if "thresholds" in kinds:  # the QuCo rule with absolute, index-relative and dev-fitted thresholds
         from quco.evaluation.devfit import thresholds_ablation
 

@@ -190,7 +190,7 @@ def score_detectors(
             the ``data``/``combined`` features and the QuCo rule's stage 2.
         ngrams: fit ``data`` and ``combined`` with the n-gram novelty features too.
         rule: the QuCo rule with the thresholds in force for the index
-            (:func:`quco.evaluation.run.rule_for`); None: the policy's absolute defaults.
+            (:meth:`QucoPolicy.from_thresholds`); None: the policy's absolute defaults.
     """
     y = np.asarray([it.label for it in items], dtype=int)
     groups = [it.group for it in items]

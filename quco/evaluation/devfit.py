@@ -121,19 +121,14 @@ def thresholds_ablation(items: Sequence[EvalItem], feats: Sequence[Mapping[str, 
 
     out: dict[str, Any] = {}
     absolute = resolve(ABSOLUTE_ENTITY, DEFAULT_COOC, DEFAULT_TUPLE)
-    out["absolute"] = {"specs": list(absolute.specs), **_rule_figures(
-        QucoPolicy(absolute.entity, absolute.cooc, tuple_threshold=absolute.tuple_head, claims=claims),
-        items, feats, n_boot, seed)}
+    variants = {"absolute": absolute}
     if tokens:
-        rel = resolve(*RELATIVE_SPECS, tokens=tokens)
-        out["relative"] = {"specs": list(rel.specs), "index_tokens": tokens, **_rule_figures(
-            QucoPolicy(rel.entity, rel.cooc, tuple_threshold=rel.tuple_head, claims=claims),
-            items, feats, n_boot, seed)}
-        default = resolve(tokens=tokens)  # the default: τ_entity relative, τ_cooc and τ_tuple absolute
-        out["default"] = {"specs": list(default.specs), "index_tokens": tokens, **_rule_figures(
-            QucoPolicy(default.entity, default.cooc, tuple_threshold=default.tuple_head, claims=claims),
-            items, feats, n_boot, seed)}
-    else:
+        variants["relative"] = resolve(*RELATIVE_SPECS, tokens=tokens)
+        variants["default"] = resolve(tokens=tokens)  # τ_entity relative, τ_cooc and τ_tuple absolute
+    for name, th in variants.items():
+        out[name] = {"specs": list(th.specs), **({"index_tokens": tokens} if name != "absolute" else {}),
+                     **_rule_figures(QucoPolicy.from_thresholds(th, claims=claims), items, feats, n_boot, seed)}
+    if not tokens:
         out["relative"] = {"skipped": "the index's token count is unknown"}
     if dev is None:
         out["fitted"] = {"skipped": "no development rows (--fit-rows)"}

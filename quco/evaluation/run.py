@@ -223,11 +223,6 @@ def rule_thresholds(cfg: DetectorEvalConfig, comp: Components, index: str | None
     return resolve(cfg.tau_entity, cfg.tau_cooc, stats=comp.stats(index or cfg.index))
 
 
-def rule_for(th: Thresholds, claims: str) -> QucoPolicy:
-    """The QuCo rule with thresholds ``th`` and claims mode ``claims``."""
-    return QucoPolicy(th.entity, th.cooc, tuple_threshold=th.tuple_head, claims=claims)
-
-
 def collect(cfg: DetectorEvalConfig, comp: Components, model: str | None) -> list[EvalItem]:
     """The rated rows of ``cfg.protocol`` for ``model``."""
     prompt = prompt_for(model)
@@ -326,7 +321,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
     cfg.out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     th = rule_thresholds(cfg, comp)  # a missing or bad index (or threshold) fails before any generation
-    rule = rule_for(th, cfg.claims)
+    rule = QucoPolicy.from_thresholds(th, claims=cfg.claims)
 
     items = collect(cfg, comp, cfg.model)
     timing["collect_s"] = round(time.perf_counter() - t0, 1)
@@ -393,7 +388,7 @@ def run_detectors_eval(cfg: DetectorEvalConfig, comp: Components | None = None) 
         t3 = time.perf_counter()
         from quco.evaluation.ablations import run_ablations
 
-        doc["ablations"] = run_ablations(cfg, comp, items, feats, dev=dev)
+        doc["ablations"] = run_ablations(cfg, comp, items, feats, th, dev=dev)
         timing["ablations_s"] = round(time.perf_counter() - t3, 1)
 
     _write_items(cfg.out / "items.jsonl", items, feats)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from quco.risk.features import NON_NAMED_LABELS, ClaimCount, EntityCount, Signals, feature_vector
 from quco.types import Reason, Risk
+
+if TYPE_CHECKING:
+    from quco.risk.thresholds import Thresholds
 
 #: paper default for stage 1: mean question-entity frequency below this is risky
 ENTITY_THRESHOLD = 1000
@@ -92,6 +96,11 @@ class QucoPolicy:
         self.cooc_threshold = cooc_threshold
         self.tuple_threshold = tuple_threshold
         self.claims = claims
+
+    @classmethod
+    def from_thresholds(cls, th: Thresholds, *, claims: str = "triplets") -> QucoPolicy:
+        """The rule with the effective thresholds ``th`` (:func:`quco.risk.thresholds.resolve`)."""
+        return cls(th.entity, th.cooc, tuple_threshold=th.tuple_head, claims=claims)
 
     def stage1(self, question_entity_counts: Sequence[EntityCount]) -> Risk:
         """Stage 1 on the question's named entities (before generation)."""

@@ -129,13 +129,14 @@ class Threshold:
         (:meth:`assumed_at_reference`).
 
         Raises:
-            BadInputError: a rate with an unknown (``None``) or non-positive index size.
+            BadInputError: a rate other than the paper's with an unknown (``None``) index size, or
+                any rate with a non-positive one.
         """
         if self.per_tokens is None:
             return self.count
-        if tokens is None and self.assumed_at_reference:
-            return self.count
         if tokens is None:
+            if self.assumed_at_reference:
+                return self.count
             raise BadInputError(
                 f"threshold {self.spec} is a rate, but the index's token count is unknown "
                 "(a server that does not report it): give an absolute count"
@@ -161,7 +162,7 @@ class Threshold:
         if self.per_tokens is None:
             return f"{self.count:g} (absolute)"
         rate = f"rate {self.count:g} per {_human(self.per_tokens)} tokens"
-        if (tokens is None or tokens <= 0) and self.assumed_at_reference:
+        if tokens is None and self.assumed_at_reference:  # what effective(None) returns
             return f"{self.count:g} ({rate}; index size unknown, taken at {_human(self.per_tokens)} tokens)"
         if tokens is None or tokens <= 0:
             return f"{rate} (index size unknown)"
